@@ -1,0 +1,1 @@
+"""ccflux reference receiver: PROTOCOL.md v1 over FastAPI, SQLite storage, admin CLI."""

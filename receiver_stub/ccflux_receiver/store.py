@@ -1,0 +1,178 @@
+"""Queries of the receiver database. One ``Store`` (one connection) per process.
+
+Every write is one explicit transaction, so a request either lands whole or not at
+all. SQL is parameterised throughout; secrets arrive here already hashed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+from ccflux.protocol import ReportBody
+
+from . import schema, security
+
+DAY = 86400
+MAX_LIVE_ACCESS_TOKENS = 16  # per refresh token; older ones are dropped on exchange
+
+
+@dataclass(frozen=True)
+class Credential:
+    """Who a bearer token speaks for: the user and the refresh token it derives from."""
+
+    user_id: int
+    refresh_id: int
+
+
+@dataclass(frozen=True)
+class Device:
+    id: int
+    revoked: bool
+
+
+class UserError(LookupError):
+    """An admin command named a user that is not there (or already is)."""
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+class Store:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.conn = schema.connect(path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def ping(self) -> None:
+        self.conn.execute("SELECT 1 FROM users LIMIT 1").fetchall()
+
+    # --- bearer tokens -------------------------------------------------------
+
+    def access_credential(self, digest: bytes, now: int) -> Optional[Credential]:
+        row = self.conn.execute(
+            "SELECT token_hash, user_id, refresh_id FROM access_tokens"
+            " WHERE token_hash = ? AND expires_at > ?",
+            (digest, now),
+        ).fetchone()
+        return _credential(row, digest)
+
+    def refresh_credential(self, digest: bytes, now: int) -> Optional[Credential]:
+        row = self.conn.execute(
+            "SELECT r.token_hash, r.user_id, r.id FROM refresh_tokens r"
+            " JOIN users u ON u.id = r.user_id"
+            " WHERE r.token_hash = ? AND r.revoked_at IS NULL AND r.expires_at > ?"
+            " AND u.revoked_at IS NULL",
+            (digest, now),
+        ).fetchone()
+        return _credential(row, digest)
+
+    def exchange(self, cred: Credential, now: int, access_secs: int, rolling_days: int) -> tuple[str, int]:
+        """Mint an access token for ``cred``; roll the refresh expiry; purge old tokens."""
+        token = security.new_token(security.ACCESS_PREFIX)
+        expires_at = now + access_secs
+        with transaction(self.conn) as c:
+            c.execute("DELETE FROM access_tokens WHERE expires_at <= ?", (now,))
+            c.execute(
+                "UPDATE refresh_tokens SET expires_at = ? WHERE id = ?",
+                (now + rolling_days * DAY, cred.refresh_id),
+            )
+            c.execute(
+                "INSERT INTO access_tokens (token_hash, user_id, refresh_id, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (security.token_hash(token), cred.user_id, cred.refresh_id, now, expires_at),
+            )
+            c.execute(
+                "DELETE FROM access_tokens WHERE refresh_id = ? AND token_hash NOT IN"
+                " (SELECT token_hash FROM access_tokens WHERE refresh_id = ?"
+                "  ORDER BY created_at DESC LIMIT ?)",
+                (cred.refresh_id, cred.refresh_id, MAX_LIVE_ACCESS_TOKENS),
+            )
+        return token, expires_at
+
+    def active_access_tokens(self, now: int) -> int:
+        return self.conn.execute(
+            "SELECT COUNT(*) FROM access_tokens WHERE expires_at > ?", (now,)
+        ).fetchone()[0]
+
+    # --- device keys ---------------------------------------------------------
+
+    def register_key(self, user_id: int, public_key: bytes, device_id: str, now: int) -> bool:
+        """Register ``public_key`` for ``user_id``; False if it already was (kept as is,
+        so a revoked key stays revoked)."""
+        with transaction(self.conn) as c:
+            cur = c.execute(
+                "INSERT INTO devices (user_id, public_key, device_id, registered_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (user_id, public_key) DO NOTHING",
+                (user_id, public_key, device_id, now),
+            )
+        return cur.rowcount == 1
+
+    def device(self, user_id: int, public_key: bytes) -> Optional[Device]:
+        row = self.conn.execute(
+            "SELECT id, revoked_at FROM devices WHERE user_id = ? AND public_key = ?",
+            (user_id, public_key),
+        ).fetchone()
+        return None if row is None else Device(row[0], row[1] is not None)
+
+    # --- reports -------------------------------------------------------------
+
+    def add_report(self, user_id: int, device: Optional[int], body: ReportBody, now: int) -> str:
+        """Store one report, one row per model, first write wins.
+
+        Returns "stored", "duplicate" (every row already there with the same
+        numbers) or "conflict" (some row already there with other numbers; the
+        stored numbers are kept)."""
+        turn_at = security.parse_timestamp(body.timestamp_utc)
+        rows = [
+            (user_id, body.session_id, body.turn_index, model, u.input_tokens, u.output_tokens,
+             u.cache_read_tokens, u.cache_write_tokens, device, body.timestamp_utc,
+             int(turn_at) if turn_at is not None else now, body.session_start_utc,
+             body.plugin_version, now)
+            for model, u in body.models.items()
+        ]
+        with transaction(self.conn) as c:
+            before = c.total_changes
+            c.executemany(_INSERT_REPORT, rows)
+            inserted = c.total_changes - before
+        if inserted == len(rows):
+            return "stored"
+        return "duplicate" if self._same_numbers(rows) else "conflict"
+
+    def _same_numbers(self, rows: list[tuple]) -> bool:
+        for row in rows:
+            stored = self.conn.execute(
+                "SELECT input_tokens, output_tokens, cache_read_tokens, cache_write_tokens"
+                " FROM reports WHERE user_id = ? AND session_id = ? AND turn_index = ?"
+                " AND model = ?",
+                row[:4],
+            ).fetchone()
+            if stored is None or tuple(stored) != row[4:8]:
+                return False
+        return True
+
+
+_INSERT_REPORT = (
+    "INSERT INTO reports (user_id, session_id, turn_index, model, input_tokens, output_tokens,"
+    " cache_read_tokens, cache_write_tokens, device, timestamp_utc, turn_at, session_start_utc,"
+    " plugin_version, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT DO NOTHING"
+)
+
+
+def _credential(row: Optional[tuple], digest: bytes) -> Optional[Credential]:
+    if row is None or not security.same_secret(row[0], digest):
+        return None
+    return Credential(user_id=row[1], refresh_id=row[2])
