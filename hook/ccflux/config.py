@@ -8,10 +8,7 @@ by ``ccflux configure``) supplies what they do not, plus ``device_name`` and
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-from typing import Optional
 
 from . import paths
 
@@ -76,6 +73,8 @@ def read_file() -> dict:
     raw = paths.read_small(config_path())
     if raw is None:
         return {}
+    import json  # not on the hook's hot path
+
     try:
         data = json.loads(raw)
     except ValueError as exc:
@@ -85,7 +84,7 @@ def read_file() -> dict:
     return data
 
 
-def load() -> Optional[Config]:
+def load() -> Config | None:
     """The effective settings, or None when endpoint or token is missing."""
     data = read_file()
     endpoint = os.environ.get(ENV_ENDPOINT) or _text(data, "api_endpoint")
@@ -93,6 +92,8 @@ def load() -> Optional[Config]:
     if not endpoint or not token:
         return None
     source = "userConfig" if os.environ.get(ENV_ENDPOINT) else "config.json"
+    import socket
+
     device = _text(data, "device_name") or socket.gethostname() or "unknown-device"
     ignore = data.get("ignore_dirs") or []
     if not isinstance(ignore, list) or not all(isinstance(d, str) for d in ignore):
@@ -102,6 +103,8 @@ def load() -> Optional[Config]:
 
 def save(updates: dict) -> None:
     """Merge ``updates`` into config.json, written atomically 0600."""
+    import json
+
     data = read_file()
     data.update(updates)
     paths.ensure_dir(paths.state_dir())

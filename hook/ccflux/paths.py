@@ -38,6 +38,19 @@ def claude_account_file() -> str:
     return os.path.join(os.path.expanduser("~"), ".claude.json")
 
 
+def transcript_files(transcript_path: str, session_id: str) -> list[str]:
+    """A session's main transcript and every subagent transcript
+    (``<dir>/<session id>/subagents/*.jsonl``, CLAUDE_CODE.md)."""
+    files = [transcript_path]
+    sub = os.path.join(os.path.dirname(transcript_path), session_id, "subagents")
+    try:
+        with os.scandir(sub) as entries:
+            files.extend(sorted(e.path for e in entries if e.name.endswith(".jsonl") and e.is_file()))
+    except OSError:
+        pass
+    return files
+
+
 def ensure_dir(path: str) -> str:
     """Create ``path`` (and parents) 0700; tighten an existing one we own."""
     os.makedirs(path, mode=DIR_MODE, exist_ok=True)

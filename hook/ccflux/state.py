@@ -1,0 +1,328 @@
+"""The state store: transcript cursors, counted responses, turn counters and the
+outbox (the spool), in one SQLite file (``state.db``, WAL, 0600).
+
+Why SQLite: a turn's commit — advance the cursors, remember which API
+responses were counted, assign ``turn_index``, queue the report — is ONE
+transaction, so a kill -9 at any instant leaves either all of it or none of
+it. Concurrent hooks serialise on ``state.lock`` (filelock, taken by the
+caller) and SQLite's own locking backs that up.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from typing import Iterable, NamedTuple, Optional
+
+from . import log, paths
+
+DB_FILE = "state.db"
+PENDING_MARKER = "outbox.pending"
+SCHEMA_VERSION = 1
+MAX_OUTBOX = 10_000  # reports; at the bound no new turn is read (see README: "Spool full")
+TURN_INDEX_STRIDE = 1_000  # after a state reset, new turn indices start at reset-time x this
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cursors (
+    path TEXT PRIMARY KEY, session_id TEXT NOT NULL,
+    dev INTEGER NOT NULL, ino INTEGER NOT NULL, offset INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS counted (
+    key TEXT PRIMARY KEY, model TEXT NOT NULL,
+    input INTEGER NOT NULL, output INTEGER NOT NULL,
+    cache_read INTEGER NOT NULL, cache_write INTEGER NOT NULL,
+    counted_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY, next_turn INTEGER NOT NULL,
+    start_utc TEXT, updated_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL,
+    turn_index INTEGER NOT NULL, body BLOB NOT NULL, created_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY, session_id TEXT NOT NULL, turn_index INTEGER NOT NULL,
+    body BLOB NOT NULL, status INTEGER NOT NULL, reason TEXT NOT NULL,
+    created_at REAL NOT NULL, dead_at REAL NOT NULL);
+"""
+
+
+class OutboxItem(NamedTuple):
+    id: int
+    session_id: str
+    turn_index: int
+    body: bytes
+    created_at: float
+    attempts: int
+
+
+class DeadLetter(NamedTuple):
+    id: int
+    session_id: str
+    turn_index: int
+    body: bytes
+    status: int
+    reason: str
+    dead_at: float
+
+
+class Cursor(NamedTuple):
+    dev: int
+    ino: int
+    offset: int
+
+
+class Usage(NamedTuple):
+    """One API response's usage as counted (or a delta of it)."""
+
+    model: str
+    input: int
+    output: int
+    cache_read: int
+    cache_write: int
+
+
+class StateCorrupt(Exception):
+    """state.db could not be opened as a database."""
+
+
+class StateStore:
+    """A connection to state.db. Use ``with StateStore.open() as store``."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self._conn = conn
+        self.path = path
+
+    # -- opening ---------------------------------------------------------
+
+    @classmethod
+    def open(cls, directory: Optional[str] = None) -> "StateStore":
+        directory = paths.ensure_dir(directory or paths.state_dir())
+        path = os.path.join(directory, DB_FILE)
+        try:
+            return cls(_connect(path), path)
+        except sqlite3.DatabaseError as exc:
+            if not _is_corruption(exc):
+                raise
+            _set_aside(path, exc)
+            store = cls(_connect(path), path)
+            store._after_reset()
+            return store
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "StateStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def transaction(self) -> "_Transaction":
+        """``with store.transaction():`` — BEGIN IMMEDIATE ... COMMIT (or ROLLBACK)."""
+        return _Transaction(self._conn)
+
+    # -- meta ------------------------------------------------------------
+
+    def get_meta(self, key: str) -> Optional[str]:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: Optional[str]) -> None:
+        if value is None:
+            self._conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            self._conn.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    # -- cursors and counted responses (used inside a transaction) --------
+
+    def cursor(self, path: str) -> Optional[Cursor]:
+        row = self._conn.execute("SELECT dev, ino, offset FROM cursors WHERE path = ?", (path,)).fetchone()
+        return Cursor(*row) if row else None
+
+    def session_cursors(self, session_id: str) -> dict[str, Cursor]:
+        rows = self._conn.execute(
+            "SELECT path, dev, ino, offset FROM cursors WHERE session_id = ?", (session_id,)
+        )
+        return {path: Cursor(dev, ino, off) for path, dev, ino, off in rows}
+
+    def set_cursor(self, path: str, session_id: str, cursor: Cursor) -> None:
+        self._conn.execute(
+            "INSERT INTO cursors(path, session_id, dev, ino, offset) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(path) DO UPDATE SET session_id = excluded.session_id, "
+            "dev = excluded.dev, ino = excluded.ino, offset = excluded.offset",
+            (path, session_id, cursor.dev, cursor.ino, cursor.offset),
+        )
+
+    def counted(self, keys: Iterable[str]) -> dict[str, Usage]:
+        """What was already counted for these response keys (any session)."""
+        found: dict[str, Usage] = {}
+        batch = list(keys)
+        for start in range(0, len(batch), 500):
+            chunk = batch[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT key, model, input, output, cache_read, cache_write FROM counted WHERE key IN ({marks})",
+                chunk,
+            )
+            for key, *usage in rows:
+                found[key] = Usage(*usage)
+        return found
+
+    def set_counted(self, key: str, usage: Usage) -> None:
+        self._conn.execute(
+            "INSERT INTO counted(key, model, input, output, cache_read, cache_write, counted_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET model = excluded.model, "
+            "input = excluded.input, output = excluded.output, cache_read = excluded.cache_read, "
+            "cache_write = excluded.cache_write",
+            (key, *usage, int(time.time())),
+        )
+
+    # -- sessions and the outbox ------------------------------------------
+
+    def session_start(self, session_id: str) -> Optional[str]:
+        row = self._conn.execute("SELECT start_utc FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
+        return row[0] if row else None
+
+    def next_turn_index(self, session_id: str, start_utc: Optional[str]) -> int:
+        """Assign the session's next turn index (inside the commit transaction)."""
+        row = self._conn.execute("SELECT next_turn FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
+        if row is None:
+            turn = int(self.get_meta("turn_index_base") or 0)
+            self._conn.execute(
+                "INSERT INTO sessions(session_id, next_turn, start_utc, updated_at) VALUES (?, ?, ?, ?)",
+                (session_id, turn + 1, start_utc, int(time.time())),
+            )
+            return turn
+        turn = row[0]
+        self._conn.execute(
+            "UPDATE sessions SET next_turn = ?, updated_at = ?, start_utc = COALESCE(start_utc, ?) "
+            "WHERE session_id = ?",
+            (turn + 1, int(time.time()), start_utc, session_id),
+        )
+        return turn
+
+    def enqueue(self, session_id: str, turn_index: int, body: bytes) -> int:
+        cur = self._conn.execute(
+            "INSERT INTO outbox(session_id, turn_index, body, created_at) VALUES (?, ?, ?, ?)",
+            (session_id, turn_index, body, time.time()),
+        )
+        return int(cur.lastrowid)
+
+    def outbox_pending(self, limit: int = 100) -> list[OutboxItem]:
+        rows = self._conn.execute(
+            "SELECT id, session_id, turn_index, body, created_at, attempts FROM outbox ORDER BY id LIMIT ?",
+            (limit,),
+        )
+        return [OutboxItem(i, s, t, bytes(b), c, a) for i, s, t, b, c, a in rows]
+
+    def outbox_count(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def outbox_oldest_created_at(self) -> Optional[float]:
+        return self._conn.execute("SELECT MIN(created_at) FROM outbox").fetchone()[0]
+
+    def remove_outbox(self, item_id: int) -> None:
+        self._conn.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
+
+    def note_attempt(self, item_id: int, error: str) -> None:
+        self._conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?", (error[:500], item_id)
+        )
+
+    def move_to_dead(self, item_id: int, status: int, reason: str) -> None:
+        with self.transaction():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO dead_letters(id, session_id, turn_index, body, status, reason, created_at, dead_at) "
+                "SELECT id, session_id, turn_index, body, ?, ?, created_at, ? FROM outbox WHERE id = ?",
+                (status, reason[:500], time.time(), item_id),
+            )
+            self._conn.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
+
+    def dead_letters(self) -> list[DeadLetter]:
+        rows = self._conn.execute(
+            "SELECT id, session_id, turn_index, body, status, reason, dead_at FROM dead_letters ORDER BY id"
+        )
+        return [DeadLetter(i, s, t, bytes(b), st, r, d) for i, s, t, b, st, r, d in rows]
+
+    # -- recovery ------------------------------------------------------------
+
+    def _after_reset(self) -> None:
+        """A fresh store replacing a corrupt one: never reuse old turn indices,
+        and never re-read transcripts from the start (that would count twice)."""
+        self.set_meta("turn_index_base", str(int(time.time()) * TURN_INDEX_STRIDE))
+        self.set_meta("reset_at", str(time.time()))
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self._conn.execute("COMMIT")
+        else:
+            self._conn.execute("ROLLBACK")
+
+
+def schedule_next_attempt(epoch: float) -> None:
+    """No automatic send before ``epoch`` (the marker's mtime); the outbox is non-empty."""
+    path = paths.in_state(PENDING_MARKER)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, paths.FILE_MODE))
+        os.utime(path, (epoch, epoch))
+    except OSError as exc:
+        log.error(f"state: cannot write {PENDING_MARKER}: {exc.strerror}")
+
+
+def clear_pending_marker() -> None:
+    try:
+        os.unlink(paths.in_state(PENDING_MARKER))
+    except FileNotFoundError:
+        pass
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    # Create the file 0600 ourselves so it is never, even briefly, wider (the
+    # WAL and shm files inherit its mode).
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, paths.FILE_MODE))
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version < SCHEMA_VERSION:
+            conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"state.db schema {version} is newer than this ccflux ({SCHEMA_VERSION})")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    text = str(exc).lower()
+    return "not a database" in text or "malformed" in text or "newer than this" in text
+
+
+def _set_aside(path: str, exc: Exception) -> None:
+    aside = f"{path}.corrupt-{int(time.time())}"
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.replace(path + suffix, aside + suffix)
+        except FileNotFoundError:
+            pass
+    log.error(
+        f"state: {os.path.basename(path)} is unreadable ({exc}); moved to {os.path.basename(aside)} "
+        "and started afresh: usage not yet reported before this point may be missing, none is counted twice"
+    )

@@ -1,0 +1,251 @@
+"""Incremental transcript reading: only the bytes past a cursor, whole lines only.
+
+Claude Code writes one JSONL line per content block; every line of one API
+response repeats the response's full usage. So a response is identified by
+``message.id`` + ``requestId`` and counted once, whatever the number of its
+lines; when copies disagree the largest count wins (PROTOCOL/CLAUDE_CODE.md).
+
+Memory stays bounded: the file is read in chunks, a line longer than
+``MAX_LINE`` is never held whole (its usage is recovered from its tail), and
+a partial last line is left for the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterator, NamedTuple, Optional
+
+from .state import Cursor, Usage
+
+CHUNK = 1 << 20
+MAX_LINE = 4 << 20  # lines longer than this are scanned, not parsed whole
+_EDGE = 256 << 10  # head/tail kept of an oversized line
+_USAGE_MARK = b'"usage"'
+
+
+class Response(NamedTuple):
+    key: str
+    usage: Usage
+    timestamp: str
+
+
+class ReadResult(NamedTuple):
+    cursor: Cursor
+    responses: dict[str, Response]
+    first_timestamp: Optional[str]  # of the file's first line, when read from offset 0
+    bad_lines: int
+    restarted: bool  # the file shrank or was replaced: read again from the start
+
+
+def read_new(path: str, cursor: Optional[Cursor]) -> Optional[ReadResult]:
+    """Read the complete lines past ``cursor``; None when the file is gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb", buffering=0) as fh:
+        st = os.fstat(fd)
+        start = 0
+        restarted = False
+        if cursor is not None:
+            same_file = (cursor.dev, cursor.ino) == (st.st_dev, st.st_ino)
+            if same_file and cursor.offset <= st.st_size:
+                start = cursor.offset
+            else:
+                restarted = True
+        fh.seek(start)
+        responses: dict[str, Response] = {}
+        first_ts: Optional[str] = None
+        bad = 0
+        end = start
+        for line_end, line in _lines(fh, start):
+            end = line_end
+            if first_ts is None and start == 0:
+                first_ts = first_timestamp(line)
+            if _USAGE_MARK not in line:
+                continue
+            try:
+                found = _response(line)
+            except ValueError:
+                bad += 1
+                continue
+            if found is not None:
+                _keep_largest(responses, found)
+        return ReadResult(Cursor(st.st_dev, st.st_ino, end), responses, first_ts, bad, restarted)
+
+
+def merge(into: dict[str, Response], more: dict[str, Response]) -> None:
+    for response in more.values():
+        _keep_largest(into, response)
+
+
+def _keep_largest(responses: dict[str, Response], new: Response) -> None:
+    old = responses.get(new.key)
+    if old is None:
+        responses[new.key] = new
+        return
+    a, b = old.usage, new.usage
+    usage = Usage(
+        a.model,
+        max(a.input, b.input),
+        max(a.output, b.output),
+        max(a.cache_read, b.cache_read),
+        max(a.cache_write, b.cache_write),
+    )
+    responses[new.key] = Response(new.key, usage, max(old.timestamp, new.timestamp))
+
+
+def _lines(fh, start: int) -> Iterator[tuple[int, bytes]]:
+    """(offset after the line, line) for each complete line; a line longer than
+    MAX_LINE comes back as head + tail only (enough to find its usage)."""
+    pos = start
+    buf = b""
+    oversized_head: Optional[bytes] = None
+    while True:
+        chunk = fh.read(CHUNK)
+        if not chunk:
+            return
+        buf += chunk
+        cut = 0
+        while True:
+            nl = buf.find(b"\n", cut)
+            if nl == -1:
+                break
+            line = buf[cut:nl]
+            if oversized_head is not None:
+                line = oversized_head + b"\n" + line[-_EDGE:]
+                oversized_head = None
+            pos += nl + 1 - cut
+            cut = nl + 1
+            yield pos, line
+        buf = buf[cut:]
+        if len(buf) > MAX_LINE:
+            # Keep the head once, then only a rolling tail: memory stays flat.
+            if oversized_head is None:
+                oversized_head = buf[:_EDGE]
+            pos += len(buf) - _EDGE
+            buf = buf[-_EDGE:]
+
+
+def _response(line: bytes) -> Optional[Response]:
+    """The usage of an assistant line, or None for any other line."""
+    if b"\n" in line:  # an oversized line (head + tail): recover the usage from its tail
+        return _oversized_response(line)
+    data = json.loads(line)
+    if not isinstance(data, dict) or data.get("type") != "assistant":
+        return None
+    message = data.get("message")
+    if not isinstance(message, dict):
+        return None
+    return _from_message(data, message, message.get("usage"))
+
+
+def _from_message(data: dict, message: dict, usage: object) -> Optional[Response]:
+    if not isinstance(usage, dict):
+        return None
+    counts = Usage(
+        _model(message.get("model")),
+        _count(usage.get("input_tokens")),
+        _count(usage.get("output_tokens")),
+        _count(usage.get("cache_read_input_tokens")),
+        _count(usage.get("cache_creation_input_tokens")),
+    )
+    if not (counts.input or counts.output or counts.cache_read or counts.cache_write):
+        return None  # synthetic/empty messages carry no usage worth a row
+    msg_id = message.get("id")
+    request_id = data.get("requestId")
+    if isinstance(msg_id, str) and msg_id:
+        key = f"{msg_id}|{request_id}" if isinstance(request_id, str) and request_id else msg_id
+    elif isinstance(data.get("uuid"), str):
+        key = "line|" + data["uuid"]
+    else:
+        raise ValueError("assistant line without message id or uuid")
+    timestamp = data.get("timestamp")
+    return Response(key[:300], counts, timestamp[:64] if isinstance(timestamp, str) else "")
+
+
+def _oversized_response(line: bytes) -> Optional[Response]:
+    """Usage from the tail of a line too long to parse: the message's ``usage``
+    object and the line's own fields come after its (huge) content."""
+    head, _, tail = line.partition(b"\n")
+    if b'"type":"assistant"' not in tail and b'"type": "assistant"' not in tail:
+        return None
+    at = tail.rfind(b'"usage":')
+    if at == -1:
+        return None
+    decoder = json.JSONDecoder()
+    text = tail[at + len(b'"usage":') :].decode("utf-8", "replace").lstrip()
+    usage, _ = decoder.raw_decode(text)
+    data = {"requestId": _field(tail, "requestId"), "uuid": _field(tail, "uuid"), "timestamp": _field(tail, "timestamp")}
+    message = {"id": _field(head, "id"), "model": _field(head, "model")}
+    return _from_message(data, message, usage)
+
+
+def _field(blob: bytes, name: str) -> Optional[str]:
+    mark = f'"{name}":"'.encode()
+    at = blob.find(mark)
+    if at == -1:
+        return None
+    end = blob.find(b'"', at + len(mark))
+    return blob[at + len(mark) : end].decode("utf-8", "replace") if end != -1 else None
+
+
+def first_timestamp(line: bytes) -> Optional[str]:
+    value = _field(line[:_EDGE], "timestamp") if b'"timestamp":"' in line[:_EDGE] else None
+    return value[:64] if value else None
+
+
+def _model(value: object) -> str:
+    return value[:128] if isinstance(value, str) and value else "unknown"
+
+
+def _count(value: object) -> int:
+    if type(value) is int and value >= 0:
+        return value
+    return 0
+
+
+def final_text_written(path: str, since: int, expected: str) -> bool:
+    """True when an assistant line past ``since`` carries the turn's final text.
+
+    Claude Code can fire Stop 20-45 ms before it writes the turn's last line;
+    the event's ``last_assistant_message`` says what that line will hold.
+    Only the last few MiB are looked at (bounded cost per poll).
+    """
+    want = expected.strip()
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb", buffering=0) as fh:
+        size = os.fstat(fd).st_size
+        start = max(since, size - 2 * MAX_LINE)
+        if start >= size:
+            return False
+        fh.seek(start)
+        blob = fh.read(size - start)
+    for line in reversed(blob.split(b"\n")[:-1]):  # complete lines only, newest first
+        if b'"assistant"' not in line or b'"text"' not in line:
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        for text in _texts(data):
+            got = text.strip()
+            if got and (got == want or want.endswith(got)):
+                return True
+    return False
+
+
+def _texts(data: object) -> list[str]:
+    if not isinstance(data, dict) or data.get("type") != "assistant":
+        return []
+    message = data.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, str):
+        return [content]
+    if not isinstance(content, list):
+        return []
+    return [b["text"] for b in content if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)]
