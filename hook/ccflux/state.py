@@ -274,8 +274,8 @@ class _Transaction:
 
 def schedule_next_attempt(epoch: float) -> None:
     """No automatic send before ``epoch`` (the marker's mtime); the outbox is non-empty."""
-    path = paths.in_state(PENDING_MARKER)
     try:
+        path = os.path.join(paths.ensure_dir(paths.state_dir()), PENDING_MARKER)
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, paths.FILE_MODE))
         os.utime(path, (epoch, epoch))
     except OSError as exc:

@@ -169,7 +169,8 @@ def _oversized_response(line: bytes) -> Optional[Response]:
     """Usage from the tail of a line too long to parse: the message's ``usage``
     object and the line's own fields come after its (huge) content."""
     head, _, tail = line.partition(b"\n")
-    if b'"type":"assistant"' not in tail and b'"type": "assistant"' not in tail:
+    edges = head + b"\n" + tail
+    if b'"type":"assistant"' not in edges and b'"type": "assistant"' not in edges:
         return None
     at = tail.rfind(b'"usage":')
     if at == -1:
@@ -177,22 +178,32 @@ def _oversized_response(line: bytes) -> Optional[Response]:
     decoder = json.JSONDecoder()
     text = tail[at + len(b'"usage":') :].decode("utf-8", "replace").lstrip()
     usage, _ = decoder.raw_decode(text)
-    data = {"requestId": _field(tail, "requestId"), "uuid": _field(tail, "uuid"), "timestamp": _field(tail, "timestamp")}
-    message = {"id": _field(head, "id"), "model": _field(head, "model")}
+
+    def field(name: str) -> Optional[str]:
+        return _field(head, name) or _field(tail, name)
+
+    data = {"requestId": field("requestId"), "uuid": field("uuid"), "timestamp": field("timestamp")}
+    message = {"id": field("id"), "model": field("model")}
     return _from_message(data, message, usage)
 
 
 def _field(blob: bytes, name: str) -> Optional[str]:
-    mark = f'"{name}":"'.encode()
+    """The first string value of ``"name":`` in raw JSON bytes (no full parse)."""
+    mark = f'"{name}":'.encode()
     at = blob.find(mark)
-    if at == -1:
-        return None
-    end = blob.find(b'"', at + len(mark))
-    return blob[at + len(mark) : end].decode("utf-8", "replace") if end != -1 else None
+    while at != -1:
+        start = at + len(mark)
+        while start < len(blob) and blob[start] in b" \t":
+            start += 1
+        if blob[start : start + 1] == b'"':
+            end = blob.find(b'"', start + 1)
+            return blob[start + 1 : end].decode("utf-8", "replace") if end != -1 else None
+        at = blob.find(mark, start)
+    return None
 
 
 def first_timestamp(line: bytes) -> Optional[str]:
-    value = _field(line[:_EDGE], "timestamp") if b'"timestamp":"' in line[:_EDGE] else None
+    value = _field(line[:_EDGE], "timestamp")
     return value[:64] if value else None
 
 
