@@ -85,7 +85,7 @@ def _read_files(
         cursor = store.cursor(path)
         if cursor is None and reset_at is not None:
             cursor = _cursor_after_reset(path, float(reset_at))
-        result = transcript.read_new(path, cursor)
+        result = transcript.read_new(path, cursor, ev.session_id)
         if result is None:
             continue
         if result.restarted:

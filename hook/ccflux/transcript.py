@@ -38,8 +38,12 @@ class ReadResult(NamedTuple):
     restarted: bool  # the file shrank or was replaced: read again from the start
 
 
-def read_new(path: str, cursor: Optional[Cursor]) -> Optional[ReadResult]:
-    """Read the complete lines past ``cursor``; None when the file is gone."""
+def read_new(path: str, cursor: Optional[Cursor], session_id: str = "") -> Optional[ReadResult]:
+    """Read the complete lines past ``cursor``; None when the file is gone.
+
+    Lines copied from another session (``--fork-session`` copies the parent's
+    history, marking each copy with ``requestSessionId``) belong to that
+    session and are not counted here."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -66,7 +70,7 @@ def read_new(path: str, cursor: Optional[Cursor]) -> Optional[ReadResult]:
             if _USAGE_MARK not in line:
                 continue
             try:
-                found = _response(line)
+                found = _response(line, session_id)
             except ValueError:
                 bad += 1
                 continue
@@ -128,12 +132,14 @@ def _lines(fh, start: int) -> Iterator[tuple[int, bytes]]:
             buf = buf[-_EDGE:]
 
 
-def _response(line: bytes) -> Optional[Response]:
+def _response(line: bytes, session_id: str) -> Optional[Response]:
     """The usage of an assistant line, or None for any other line."""
     if b"\n" in line:  # an oversized line (head + tail): recover the usage from its tail
-        return _oversized_response(line)
+        return _oversized_response(line, session_id)
     data = json.loads(line)
     if not isinstance(data, dict) or data.get("type") != "assistant":
+        return None
+    if _copied_from_elsewhere(data.get("requestSessionId"), session_id):
         return None
     message = data.get("message")
     if not isinstance(message, dict):
@@ -165,7 +171,11 @@ def _from_message(data: dict, message: dict, usage: object) -> Optional[Response
     return Response(key[:300], counts, timestamp[:64] if isinstance(timestamp, str) else "")
 
 
-def _oversized_response(line: bytes) -> Optional[Response]:
+def _copied_from_elsewhere(origin: object, session_id: str) -> bool:
+    return bool(session_id) and isinstance(origin, str) and bool(origin) and origin != session_id
+
+
+def _oversized_response(line: bytes, session_id: str) -> Optional[Response]:
     """Usage from the tail of a line too long to parse: the message's ``usage``
     object and the line's own fields come after its (huge) content."""
     head, _, tail = line.partition(b"\n")
@@ -182,6 +192,8 @@ def _oversized_response(line: bytes) -> Optional[Response]:
     def field(name: str) -> Optional[str]:
         return _field(head, name) or _field(tail, name)
 
+    if _copied_from_elsewhere(field("requestSessionId"), session_id):
+        return None
     data = {"requestId": field("requestId"), "uuid": field("uuid"), "timestamp": field("timestamp")}
     message = {"id": field("id"), "model": field("model")}
     return _from_message(data, message, usage)

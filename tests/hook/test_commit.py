@@ -93,6 +93,20 @@ def test_forked_session_copying_old_lines_counts_only_new_ones(configured, tmp_p
     assert got[("sb", "claude-sonnet-4-5")] == _expect(1, 2)
 
 
+def test_fork_copies_marked_with_another_session_are_not_counted(configured, tmp_path):
+    """--fork-session copies the parent's lines (requestSessionId = the parent):
+    even when the parent was never read here, the copies are the parent's usage."""
+    import json
+
+    copied = [json.loads(line) for line in assistant_lines(usage(70, 80), text="parent")]
+    for doc in copied:
+        doc["requestSessionId"] = "parent-session"
+    f = tmp_path / "fork.jsonl"
+    append(f, [json.dumps(d) for d in copied] + assistant_lines(usage(1, 2), text="child"))
+    _stop("fork", f, "child")
+    assert totals(queued_reports(configured)) == {("fork", "claude-sonnet-4-5"): _expect(1, 2)}
+
+
 def test_stop_waits_for_the_final_line_written_after_it(configured, tmp_path):
     t = tmp_path / "s5.jsonl"
     append(t, [user_line()] + assistant_lines(usage(1, 1), blocks=("tool_use",)))
