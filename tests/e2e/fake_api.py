@@ -180,12 +180,14 @@ class FakeAnthropicAPI:
 
 
 def _user_words(content: Any) -> str:
-    """The text a user typed: text blocks other than injected <system-reminder>s."""
+    """The text the user typed last: the last text block that is not an injected <system-reminder>."""
     if isinstance(content, str):
         return content
     parts = [b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text"]
     own = [t for t in parts if not t.lstrip().startswith("<system-reminder>")]
-    return "\n".join(own or parts)
+    # The newest prompt is the last block: after a failed turn Claude Code merges
+    # the failed prompt and the next one into a single user message.
+    return (own or parts or [""])[-1]
 
 
 def _has_tool_result(content: Any) -> bool:
