@@ -318,8 +318,10 @@ class _Drain:
         message = str(exc)
         if isinstance(exc, transport.AuthError):
             self.store.set_meta("auth_failed", "1")
+            self._resume_at(time.time() + BACKOFF_MAX_S)  # a person must act: no retry on idle turns
         elif isinstance(exc, transport.ForbiddenError) and exc.code == wire.ErrorCode.KEY_REVOKED.value:
             self.store.set_meta("key_revoked", "1")
+            self._resume_at(time.time() + BACKOFF_MAX_S)
             message = KEY_REVOKED_MESSAGE
         elif isinstance(exc, transport.RateLimitedError):
             wait = exc.retry_after if exc.retry_after is not None else DEFAULT_RETRY_AFTER_S

@@ -166,6 +166,7 @@ def test_refused_refresh_token_stops_sending_and_keeps_the_spool(fake):
     assert result.stopped == auth.REJECTED_MESSAGE and result.remaining == 1
     assert meta("auth_failed") == "1" and meta("last_error") == auth.REJECTED_MESSAGE
     assert fake.paths() == ["/token"]
+    assert marker_time() > time.time() + 600  # idle turns do not even start a sender
     run(fake)  # an automatic send does not knock again
     assert fake.paths() == ["/token"]
     fake.refresh = REFRESH  # IT fixed it on their side; flush asks again
@@ -216,6 +217,7 @@ def test_revoked_key_stops_sending_until_flush(fake):
     result = run(fake)
     assert result.remaining == 2 and result.stopped == sender.KEY_REVOKED_MESSAGE
     assert meta("key_revoked") == "1" and fake.paths().count("/report") == 1
+    assert marker_time() > time.time() + 600
     run(fake)
     assert fake.paths().count("/report") == 1  # automatic sends stay quiet
     fake.revoked.clear()  # IT lifted it
@@ -513,6 +515,20 @@ def test_detached_parent_never_waits_for_the_network(monkeypatch, state_dir, tes
     while meta("last_error") is None and time.time() < deadline:
         time.sleep(0.05)
     assert outbox_bodies() != []  # kept for the next run
+
+
+def test_import_stays_light_and_cached_sends_skip_pydantic(live):
+    """The hook imports sender before forking, and a cached-token send must not pay for pydantic."""
+    enqueue()
+    assert sender.drain(budget_s=20).sent == 1  # exchanges the token (pydantic) and registers
+    enqueue()
+    script = ("import sys; from ccflux import sender; "
+              "light = not {'httpx', 'nacl', 'filelock', 'pydantic'} & set(sys.modules); "
+              "sent = sender.drain(budget_s=20).sent; "
+              "print(light, sent, 'pydantic' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], env=_child_env(), capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.split() == ["True", "1", "False"], done.stderr
 
 
 def test_live_no_secrets_in_logs_or_state(live, state_dir):
