@@ -18,6 +18,7 @@ from typing import NoReturn, Optional
 from . import __version__, auth, config, log, paths, sender, signing, state, transport, wire
 
 FLUSH_MAX_WAIT_S = 120.0  # flush waits out a 429 only this long in total
+FLUSH_RETRY_PAUSES_S = (2.0, 5.0)  # network errors / 5xx: two more tries, then report it
 MAX_TOKEN_CHARS = 4096
 
 
@@ -240,6 +241,7 @@ def cmd_flush(args: argparse.Namespace) -> int:
         print(f"ccflux: {line}", file=sys.stderr, flush=True)
 
     deadline = time.monotonic() + max(args.max_wait, 1.0)
+    retries = list(FLUSH_RETRY_PAUSES_S)
     while True:
         left = deadline - time.monotonic()
         result = sender.drain(budget_s=max(left, 1.0), progress=say, force=True, lock_wait_s=max(left, 0.0))
@@ -248,13 +250,25 @@ def cmd_flush(args: argparse.Namespace) -> int:
         if not result.stopped and result.remaining == 0:
             say(f"spool empty ({result.sent} sent, {result.dead} dead letter(s))")
             return 0
-        wait = (result.retry_at - time.time()) if result.rate_limited and result.retry_at else 0.0
-        if result.stopped and not (result.rate_limited and wait < deadline - time.monotonic()):
+        pause = _flush_pause(result, retries)
+        if pause is None or pause >= deadline - time.monotonic():
             say(f"stopped: {result.stopped}; {result.remaining} report(s) kept in the spool")
             return 1
-        if wait > 0:
-            say(f"rate limited: waiting {wait:.0f} s ({result.remaining} report(s) left)")
-            time.sleep(wait)
+        if pause > 0:
+            why = "rate limited" if result.rate_limited else "receiver unreachable or failing"
+            say(f"{why}: trying again in {pause:.0f} s ({result.remaining} report(s) left)")
+            time.sleep(pause)
+
+
+def _flush_pause(result: sender.DrainResult, retries: list[float]) -> Optional[float]:
+    """Seconds to wait before draining again, or None to give up now."""
+    if not result.stopped:
+        return 0.0  # turns committed while we sent: go again
+    if result.rate_limited and result.retry_at:
+        return max(0.0, result.retry_at - time.time())
+    if result.transient and retries:
+        return retries.pop(0)  # a person is waiting: a blip should not fail the flush
+    return None
 
 
 def _flush_unconfigured(say) -> int:

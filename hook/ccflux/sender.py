@@ -52,7 +52,7 @@ Progress = Callable[[str], None]
 class DrainResult:
     """What one drain did. ``stopped`` is why it ended early ("" when the outbox emptied)."""
 
-    __slots__ = ("sent", "dead", "remaining", "stopped", "retry_at", "rate_limited")
+    __slots__ = ("sent", "dead", "remaining", "stopped", "retry_at", "rate_limited", "transient")
 
     def __init__(self) -> None:
         self.sent = 0
@@ -61,10 +61,12 @@ class DrainResult:
         self.stopped = ""
         self.retry_at: Optional[float] = None  # epoch before which retrying is pointless
         self.rate_limited = False
+        self.transient = False  # a network error or 5xx: worth another try soon
 
     def __repr__(self) -> str:
         return (f"DrainResult(sent={self.sent}, dead={self.dead}, remaining={self.remaining}, "
-                f"stopped={self.stopped!r}, retry_at={self.retry_at}, rate_limited={self.rate_limited})")
+                f"stopped={self.stopped!r}, retry_at={self.retry_at}, rate_limited={self.rate_limited}, "
+                f"transient={self.transient})")
 
 
 def drain(budget_s: float = INLINE_BUDGET_S, progress: Optional[Progress] = None, *, force: bool = False,
@@ -79,8 +81,8 @@ def drain(budget_s: float = INLINE_BUDGET_S, progress: Optional[Progress] = None
 
     deadline = time.monotonic() + budget_s
     result = DrainResult()
-    lock = FileLock(paths.in_state(SEND_LOCK), mode=paths.FILE_MODE)
     paths.ensure_dir(paths.state_dir())
+    lock = FileLock(paths.in_state(SEND_LOCK), mode=paths.FILE_MODE)
     try:
         # acquire tries at once, then polls until the bounded wait is over
         lock.acquire(timeout=max(0.0, min(lock_wait_s, deadline - time.monotonic())))
@@ -344,6 +346,7 @@ class _Drain:
             message = f"{exc}: {hint}; reports kept"
         else:
             message = f"{exc}; reports kept"
+            self.result.transient = isinstance(exc, (transport.TransportError, transport.ServerError))
         if item is not None:
             self.store.note_attempt(item.id, message)
         failures = int(_float(self.store.get_meta(META_FAILURES))) + 1

@@ -127,7 +127,7 @@ def test_flush_waits_out_a_short_retry_after(capsys, fake):
     enqueue(), enqueue()
     fake.script("/report", fake.answer(200), fake.answer(429, {"Retry-After": "1"}))
     assert commands.main(["flush"]) == 0
-    assert "rate limited: waiting" in capsys.readouterr().err and outbox_bodies() == []
+    assert "rate limited: trying again in 1 s" in capsys.readouterr().err and outbox_bodies() == []
 
 
 def test_flush_gives_up_on_a_long_retry_after(capsys, fake):
@@ -138,11 +138,30 @@ def test_flush_gives_up_on_a_long_retry_after(capsys, fake):
     assert "stopped: rate limited" in err and "1 report(s) kept" in err
 
 
-def test_flush_fails_while_the_receiver_is_down(capsys, fake):
+def test_flush_rides_out_a_blip(capsys, fake, monkeypatch):
+    monkeypatch.setattr(commands, "FLUSH_RETRY_PAUSES_S", (0.1, 0.1))
     enqueue()
-    fake.script("/token", httpx.ConnectError("refused"))
+    fake.script("/token", httpx.ReadTimeout("slow"))
+    fake.script("/report", fake.answer(503))
+    assert commands.main(["flush"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("receiver unreachable or failing: trying again") == 2 and outbox_bodies() == []
+
+
+def test_flush_fails_while_the_receiver_is_down(capsys, fake, monkeypatch):
+    monkeypatch.setattr(commands, "FLUSH_RETRY_PAUSES_S", (0.1, 0.1))
+    enqueue()
+    fake.script("/token", *[httpx.ConnectError("refused")] * 3)
     assert commands.main(["flush"]) == 1
-    assert "ConnectError" in capsys.readouterr().err and len(outbox_bodies()) == 1
+    assert "stopped: " in capsys.readouterr().err and len(outbox_bodies()) == 1
+    assert fake.paths() == ["/token"] * 3
+
+
+def test_flush_does_not_retry_what_a_person_must_fix(capsys, fake):
+    enqueue()
+    fake.refresh = "ccf_rt_other"
+    assert commands.main(["flush"]) == 1
+    assert fake.paths() == ["/token"] and "ask IT" in capsys.readouterr().err
 
 
 def test_flush_retries_after_a_revoked_key(capsys, fake):
