@@ -54,28 +54,28 @@ class AdminView:
             by = usage.parse_by(request.query_params.get("by"))
             since = usage.parse_since(request.query_params.get("since"))
         except ValueError as exc:
-            return httpio.bad_request(str(exc))
+            return httpio.response(httpio.bad_request(str(exc)))
         rows = usage.totals(self.store.conn, by, since)
-        return Response(json.dumps(rows), media_type=httpio.JSON, headers={"Cache-Control": "no-store"})
+        return Response(json.dumps(rows), media_type="application/json", headers={"Cache-Control": "no-store"})
 
     async def login(self, request: Request) -> Response:
-        body = await httpio.read_body(request, 4096)
+        body = await httpio.read_body(request.receive, 4096, request.headers.get("content-length"))
         if body is None:
-            return httpio.too_large()
+            return httpio.response(httpio.TOO_LARGE)
         retry = self.attempts.hit("admin")
         if retry is not None:
-            return httpio.rate_limited(retry)
+            return httpio.response(httpio.rate_limited(retry))
         if not self._is_admin_token(_login_token(body)):
-            return httpio.unauthorized()
+            return httpio.response(httpio.UNAUTHORIZED)
         expires = int(self.clock()) + SESSION_SECS
-        response = httpio.ok("logged-in")
+        response = httpio.response(httpio.ok("logged-in"))
         response.set_cookie(COOKIE, f"{expires}.{self._mac(expires)}", max_age=SESSION_SECS,
                             path="/admin", secure=self.settings.cookie_secure,
                             httponly=True, samesite="strict")
         return response
 
     async def logout(self, request: Request) -> Response:
-        response = httpio.ok("logged-out")
+        response = httpio.response(httpio.ok("logged-out"))
         response.delete_cookie(COOKIE, path="/admin", secure=self.settings.cookie_secure,
                                httponly=True, samesite="strict")
         return response
@@ -85,11 +85,11 @@ class AdminView:
             return None
         retry = self.attempts.hit("admin")
         if retry is not None:
-            return httpio.rate_limited(retry)
+            return httpio.response(httpio.rate_limited(retry))
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and self._is_admin_token(token.strip()):
             return None
-        return httpio.unauthorized()
+        return httpio.response(httpio.UNAUTHORIZED)
 
     def _is_admin_token(self, token: Optional[str]) -> bool:
         if not token:

@@ -68,7 +68,7 @@ def serve(args: argparse.Namespace, env: settings_mod.Settings) -> int:
         raise settings_mod.SettingsError("--tls-cert and --tls-key go together")
     host, port = settings.host_port
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s", stream=sys.stderr)
-    app = create_app(settings)
+    app = create_app(settings, access_log=sys.stderr)
     scheme = "https" if args.tls_cert else "http"
     logging.getLogger("ccflux_receiver").warning(
         "ccflux-receiver listening on %s://%s:%d (db %s, signatures %s)", scheme, host, port,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 from ccflux.protocol import ReportBody
 
@@ -130,26 +130,26 @@ class Store:
     # --- reports -------------------------------------------------------------
 
     def add_report(self, user_id: int, device: Optional[int], body: ReportBody, now: int) -> str:
-        """Store one report, one row per model, first write wins.
+        """Store one report in its own transaction; see ``add_reports``."""
+        return self.add_reports([report_rows(user_id, device, body, now)])[0]
 
-        Returns "stored", "duplicate" (every row already there with the same
-        numbers) or "conflict" (some row already there with other numbers; the
-        stored numbers are kept)."""
-        turn_at = security.parse_timestamp(body.timestamp_utc)
-        rows = [
-            (user_id, body.session_id, body.turn_index, model, u.input_tokens, u.output_tokens,
-             u.cache_read_tokens, u.cache_write_tokens, device, body.timestamp_utc,
-             int(turn_at) if turn_at is not None else now, body.session_start_utc,
-             body.plugin_version, now)
-            for model, u in body.models.items()
-        ]
+    def add_reports(self, reports: Sequence[list[tuple]]) -> list[str]:
+        """Store reports (each a list of ``report_rows``) in ONE transaction.
+
+        Each row is inserted if its key is new: first write wins. A failure rolls
+        the whole transaction back, so no report is ever half stored. Per report:
+        "stored", "duplicate" (all rows there already with the same numbers) or
+        "conflict" (a row there already with other numbers, which are kept)."""
+        inserted = []
         with transaction(self.conn) as c:
-            before = c.total_changes
-            c.executemany(_INSERT_REPORT, rows)
-            inserted = c.total_changes - before
-        if inserted == len(rows):
-            return "stored"
-        return "duplicate" if self._same_numbers(rows) else "conflict"
+            for rows in reports:
+                before = c.total_changes
+                c.executemany(_INSERT_REPORT, rows)
+                inserted.append(c.total_changes - before)
+        return [
+            "stored" if n == len(rows) else "duplicate" if self._same_numbers(rows) else "conflict"
+            for n, rows in zip(inserted, reports)
+        ]
 
     def _same_numbers(self, rows: list[tuple]) -> bool:
         for row in rows:
@@ -170,6 +170,18 @@ _INSERT_REPORT = (
     " plugin_version, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT DO NOTHING"
 )
+
+
+def report_rows(user_id: int, device: Optional[int], body: ReportBody, now: int) -> list[tuple]:
+    """The ``reports`` rows of one report body: one per model."""
+    turn_at = security.parse_timestamp(body.timestamp_utc)
+    return [
+        (user_id, body.session_id, body.turn_index, model, u.input_tokens, u.output_tokens,
+         u.cache_read_tokens, u.cache_write_tokens, device, body.timestamp_utc,
+         int(turn_at) if turn_at is not None else now, body.session_start_utc,
+         body.plugin_version, now)
+        for model, u in body.models.items()
+    ]
 
 
 def _credential(row: Optional[tuple], digest: bytes) -> Optional[Credential]:
