@@ -43,7 +43,7 @@ class InsecureEndpointError(ConfigurationError):
 
 
 class TransportError(CcfluxError):
-    """No answer: connection, TLS or timeout failure. Retry later."""
+    """No usable answer: connection, TLS or timeout failure, or a malformed reply. Retry later."""
 
 
 class AuthError(CcfluxError):
