@@ -13,7 +13,7 @@ import os
 import time
 from typing import Optional
 
-from . import log, paths, report, transcript
+from . import log, paths, report, state, transcript
 from .event import Event
 from .state import MAX_OUTBOX, Cursor, StateStore, Usage
 
@@ -50,10 +50,15 @@ def commit_turn(ev: Event, files: list[str], lock_timeout: float) -> tuple[Optio
     lock = FileLock(os.path.join(directory, LOCK_FILE), timeout=lock_timeout, mode=paths.FILE_MODE)
     try:
         with lock, StateStore.open(directory) as store:
-            return _commit_locked(store, ev, files)
+            offsets, queued = _commit_locked(store, ev, files)
     except Timeout:
         log.error(f"{ev.name}: state lock busy for {lock_timeout}s; the turn stays in the transcript for the next run")
         return None, 0
+    if queued and not os.path.exists(os.path.join(directory, state.PENDING_MARKER)):
+        # Say "reports pending" at once: if this process dies before the sender
+        # starts, the next run's no-news path still sends them.
+        state.schedule_next_attempt(time.time())
+    return offsets, queued
 
 
 def _commit_locked(store: StateStore, ev: Event, files: list[str]) -> tuple[Optional[dict[str, int]], int]:
