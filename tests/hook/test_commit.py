@@ -30,6 +30,7 @@ def test_each_turn_reports_its_own_usage_once(configured, tmp_path):
     append(t, [user_line()] + assistant_lines(usage(5, 6, 7, 8), text="second"))
     _stop("s1", t, "second")
     reports = queued_reports(configured)
+    assert (configured / "outbox.pending").exists()  # a later run retries even if no sender ran
     assert [r["turn_index"] for r in reports] == [0, 1]
     assert reports[0]["models"]["claude-sonnet-4-5"] == _expect(11, 22, 33, 44)
     assert reports[1]["models"]["claude-sonnet-4-5"] == _expect(5, 6, 7, 8)
