@@ -15,6 +15,7 @@ conversation history, so every conversation ends:
     E2E_AGENT2     two Agent tool calls in one message (parallel subagents)
     E2E_OVERLOAD   the first API call of the turn gets 529 overloaded_error once
     E2E_FAIL<code> every API call of the turn fails with HTTP <code> (default 400), no retry hint
+    E2E_HUGE       the turn's first response reports ~990k input tokens (next turn auto-compacts)
     E2E_SLOW<ms>   stream the reply slowly (pause <ms> between events)
 
 Usage numbers come from a global response counter, so that every response's
@@ -38,6 +39,7 @@ from typing import Any
 
 SUBAGENT_MARK = "cc_is_subagent=true"
 SUBTASK_MARK = "E2E_SUBTASK"
+COMPACT_MARK = "CRITICAL: Respond with TEXT ONLY"  # Claude Code 2.1.330's compaction prompt
 
 
 @dataclass
@@ -49,13 +51,15 @@ class Usage:
 
     @staticmethod
     def for_response(n: int) -> "Usage":
-        # Distinct per response and per field: field offsets are not multiples
-        # of each other, and n moves every field by a different step.
+        # Distinct per response and per field (every field moves by a different
+        # step, input > output always), yet small: a context past the model's
+        # window makes Claude Code compact the conversation, a side effect no
+        # scenario wants by accident (n = 1000 still uses < 25k tokens).
         return Usage(
-            input_tokens=1000 * n + 11,
-            output_tokens=100 * n + 7,
-            cache_read_tokens=10000 * n + 303,
-            cache_write_tokens=2000 * n + 59,
+            input_tokens=3 * n + 101,
+            output_tokens=2 * n + 17,
+            cache_read_tokens=13 * n + 5003,
+            cache_write_tokens=5 * n + 307,
         )
 
     def add(self, other: "Usage") -> "Usage":
@@ -84,7 +88,7 @@ class Record:
     prompt_index: int  # how many user prompts the conversation held (1-based)
     step: int  # assistant messages already in this turn before this call
     stop_reason: str
-    kind: str  # "main" | "subagent" | "side" (a request outside the conversation)
+    kind: str  # "main" | "subagent" | "compact" (auto-compaction) | "side" (no tools: outside the conversation)
     t_start: float
     t_end: float
 
@@ -150,8 +154,9 @@ class FakeAnthropicAPI:
         with self._lock:
             return list(self.records)
 
-    def totals(self, kinds: tuple[str, ...] = ("main", "subagent")) -> dict[tuple[str, str], Usage]:
-        """Usage summed per (session id, model) over the given kinds of calls."""
+    def totals(self, kinds: tuple[str, ...] = ("main", "subagent", "compact", "side")) -> dict[tuple[str, str], Usage]:
+        """Usage summed per (session id, model) over the given kinds of calls
+        (default: every call that was billed)."""
         out: dict[tuple[str, str], Usage] = {}
         for r in self.snapshot():
             if r.kind in kinds:
@@ -411,6 +416,8 @@ def _make_handler(api: FakeAnthropicAPI):
             has_tools = bool(body.get("tools"))
             kind = "subagent" if is_sub else ("main" if has_tools else "side")
             p = turn.prompt
+            if p.startswith(COMPACT_MARK):
+                kind = "compact"  # auto-compaction: a forked agent that writes no transcript
             fail = _keyword(p, "E2E_FAIL") if kind == "main" else None
             if fail:
                 status = int(fail.group(1) or 400)
@@ -435,6 +442,11 @@ def _make_handler(api: FakeAnthropicAPI):
             plan = _plan(body, kind, seq)
             model = body.get("model") or "claude-unknown"
             usage = Usage.for_response(seq)
+            huge = _keyword(p, "E2E_HUGE") if kind == "main" else None
+            if huge and turn.step == 0:
+                # this response fills the context window: the next turn compacts
+                usage = Usage(usage.input_tokens + 990_000, usage.output_tokens, usage.cache_read_tokens,
+                              usage.cache_write_tokens)
             msg_id = f"msg_fake{seq:06d}"
             req_id = f"req_fake{seq:06d}"
             self.send_response(200)

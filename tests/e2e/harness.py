@@ -287,14 +287,16 @@ class Workspace:
         return run
 
     # ---- truth and what the receiver got
-    def expected(self) -> dict[tuple[str, str], tuple[int, ...]]:
-        return {k: _tuple(u) for k, u in self.api.totals().items()}
+    def expected(self, kinds: Optional[tuple[str, ...]] = None) -> dict[tuple[str, str], tuple[int, ...]]:
+        """The fake API's totals per (session, model): every billed call, or only ``kinds``."""
+        totals = self.api.totals(kinds) if kinds else self.api.totals()
+        return {k: _tuple(u) for k, u in totals.items()}
 
     def expected_turns(self, session: str) -> dict[tuple[int, str], tuple[int, ...]]:
         """Fake API usage of one session per (prompt number - 1, model)."""
         out: dict[tuple[int, str], Usage] = {}
         for r in self.api.snapshot():
-            if r.session_id == session and r.kind in ("main", "subagent"):
+            if r.session_id == session:
                 key = (r.prompt_index - 1, r.model)
                 out[key] = out[key].add(r.usage) if key in out else r.usage
         return {k: _tuple(u) for k, u in out.items()}
