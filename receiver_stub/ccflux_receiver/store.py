@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence
 
@@ -52,6 +53,12 @@ class Store:
     def __init__(self, path: str) -> None:
         self.path = path
         self.conn = schema.connect(path)
+        self.purge_expired(int(time.time()))
+
+    def purge_expired(self, now: int) -> None:
+        """Drop expired access tokens (also done on every /token exchange)."""
+        with transaction(self.conn) as c:
+            _purge(c, now)
 
     def close(self) -> None:
         self.conn.close()
@@ -84,7 +91,7 @@ class Store:
         token = security.new_token(security.ACCESS_PREFIX)
         expires_at = now + access_secs
         with transaction(self.conn) as c:
-            c.execute("DELETE FROM access_tokens WHERE expires_at <= ?", (now,))
+            _purge(c, now)
             c.execute(
                 "UPDATE refresh_tokens SET expires_at = ? WHERE id = ?",
                 (now + rolling_days * DAY, cred.refresh_id),
@@ -182,6 +189,10 @@ def report_rows(user_id: int, device: Optional[int], body: ReportBody, now: int)
          body.plugin_version, now)
         for model, u in body.models.items()
     ]
+
+
+def _purge(conn: sqlite3.Connection, now: int) -> None:
+    conn.execute("DELETE FROM access_tokens WHERE expires_at <= ?", (now,))
 
 
 def _credential(row: Optional[tuple], digest: bytes) -> Optional[Credential]:

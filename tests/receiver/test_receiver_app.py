@@ -345,3 +345,31 @@ def test_access_log_is_json_lines_without_secrets(harness) -> None:
     assert any(e.get("error") == "key-not-registered" for e in lines)
     text = harness.log.getvalue()
     assert user.refresh not in text and user.access not in text and "ccf_" not in text
+
+
+def test_an_internal_error_is_a_bare_500_and_logged(harness, monkeypatch, caplog) -> None:
+    user = harness.user()
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(harness.store, "device", explode)
+    response = harness.report(user)
+    assert (response.status_code, response.json()) == (500, {"error": "internal"})
+    assert "secret internals" not in response.text and "secret internals" in caplog.text
+
+
+def test_a_locked_database_is_503_with_retry_after(harness, monkeypatch) -> None:
+    import sqlite3
+
+    user = harness.user()
+
+    def locked(*args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(harness.store, "add_reports", locked)
+    response = harness.report(user)
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    monkeypatch.undo()
+    assert harness.report(user).status_code == 200  # nothing half-written meanwhile
+    assert len(harness.rows()) == 1

@@ -78,3 +78,27 @@ def test_kill_and_start_again_keeps_the_database(receiver: ReceiverProcess) -> N
 def test_plain_http_is_not_served(receiver: ReceiverProcess) -> None:
     with pytest.raises(httpx.HTTPError):
         httpx.get(receiver.base_url.replace("https", "http") + "/health", timeout=5)
+
+
+def test_settings_from_the_environment_reach_serve(tmp_path, test_ca) -> None:
+    with ReceiverProcess(tmp_path / "rx", test_ca, env={"REQUIRE_SIGNATURES": "1", "BODY_LIMIT_KB": "1"}) as rx:
+        refresh = rx.add_user("d@example.com")
+        with _client(rx) as client:
+            access = client.post("/token", headers={"Authorization": f"Bearer {refresh}"}).json()["access_token"]
+            auth = {"Authorization": f"Bearer {access}", "Content-Type": "application/json"}
+            unsigned = client.post("/report", content=_report(), headers=auth)
+            assert (unsigned.status_code, unsigned.headers["x-ccflux-error"]) == (403, "signature-required")
+            assert "date" in unsigned.headers  # clients correct their clock from it
+
+            def chunked():
+                for _ in range(3):
+                    yield b"x" * 1000
+
+            assert client.post("/report", content=chunked(), headers=auth).status_code == 413
+            assert client.get("/health").status_code == 200  # still serving
+
+
+def test_bad_settings_stop_serve_with_a_message(tmp_path, test_ca) -> None:
+    rx = ReceiverProcess(tmp_path / "rx", test_ca, env={"ACCESS_TOKEN_EXPIRY_SECS": "soon"})
+    with pytest.raises(RuntimeError, match="ACCESS_TOKEN_EXPIRY_SECS"):
+        rx.start()
