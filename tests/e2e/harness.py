@@ -38,6 +38,10 @@ class SetupError(Exception):
 
 
 def claude_cache_dir(version: str = CLAUDE_VERSION) -> Path:
+    """$CCFLUX_E2E_CLAUDE_DIR (set by .ci/run), else ${XDG_CACHE_HOME:-~/.cache}/ccflux-e2e/claude-code-<v>."""
+    explicit = os.environ.get("CCFLUX_E2E_CLAUDE_DIR")
+    if explicit:
+        return Path(explicit)
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(cache) / "ccflux-e2e" / f"claude-code-{version}"
 
