@@ -9,7 +9,7 @@
 $ErrorActionPreference = 'Stop'
 
 function Write-CcfluxProblem([string]$Problem) {
-    $line = '{0} ERROR wrapper: {1}' -f [DateTime]::UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'"), $Problem
+    $line = '{0} pid={1} wrapper: {2}' -f [DateTime]::UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'"), $PID, $Problem
     try {
         # The state directory, resolved as `ccflux hook` resolves it.
         $dir = $env:CCFLUX_HOME
