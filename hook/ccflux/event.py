@@ -1,14 +1,14 @@
 """Hook stdin -> a small typed event, on the hot path.
 
 ``json`` drags in ``re`` and costs more than the whole no-news budget, so the
-event is decoded with the C scanner from ``_json`` that ``json`` itself uses.
+event is decoded with ``jsonfast`` (the C scanner that ``json`` itself uses).
 Hostile input (huge, not JSON, wrong types, odd ids) raises ``EventError``
 with a message fit for the error log; nothing here touches the filesystem.
 """
 
 from __future__ import annotations
 
-import _json
+from . import jsonfast
 
 MAX_EVENT_BYTES = 32 << 20  # last_assistant_message can be long; past this the event is refused
 HANDLED = frozenset({"Stop", "SubagentStop", "StopFailure", "SessionStart", "SessionEnd"})
@@ -41,24 +41,6 @@ class Event:
         return self.name in HANDLED
 
 
-class _Context:
-    """The attributes ``_json.make_scanner`` reads (as ``json.JSONDecoder`` has)."""
-
-    strict = True
-    object_hook = None
-    object_pairs_hook = None
-    parse_float = float
-    parse_int = int
-    memo: dict = {}
-
-    @staticmethod
-    def parse_constant(name: str) -> float:
-        raise EventError(f"hook input: {name} is not JSON")
-
-
-_scan = _json.make_scanner(_Context())
-
-
 def parse(raw: bytes) -> Event:
     """Decode one hook event; validate what later steps rely on."""
     if len(raw) > MAX_EVENT_BYTES:
@@ -67,13 +49,13 @@ def parse(raw: bytes) -> Event:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise EventError("hook input: not UTF-8") from None
-    start = len(text) - len(text.lstrip())
     try:
-        data, end = _scan(text, start)
-    except StopIteration:
-        raise EventError("hook input: not JSON" if text.strip() else "hook input: empty") from None
-    except (ValueError, RecursionError) as exc:
-        raise EventError(f"hook input: not JSON ({str(exc)[:100]})") from None
+        data, end = jsonfast.raw_decode(text)
+    except ValueError as exc:
+        reason = str(exc)
+        raise EventError("hook input: empty" if reason == "empty" else f"hook input: not JSON ({reason[:100]})") from None
+    except RecursionError:
+        raise EventError("hook input: not JSON (nested too deeply)") from None
     if text[end:].strip():
         raise EventError("hook input: trailing data after the JSON object")
     if not isinstance(data, dict):

@@ -3,7 +3,7 @@
 1. parse the event (stdlib only)                    unhandled / unconfigured -> done
 2. cheap check: any transcript grown past the hint?  no -> maybe retry the spool, done
 3. Stop/SubagentStop: wait (bounded) for the turn's final line
-4. under state.lock: read new bytes, count each response once, and commit
+4. in one state.db transaction: read new bytes, count each response once, commit
    cursors + counted responses + turn_index + report in ONE transaction
 5. hand the spool to a detached sender: the session never waits for the network
 
@@ -56,7 +56,7 @@ def run(raw: bytes) -> None:
     if cfg.ignores(ev.cwd):
         log.activity(f"{ev.name}: session in an ignored directory, not read")
         return
-    from . import commit  # sqlite3, filelock, json: only when there is news
+    from . import commit  # sqlite3 and the transcript reader: only when there is news
 
     offsets, queued = commit.commit_turn(ev, files, LOCK_TIMEOUT_SECS)
     if offsets is not None:
@@ -81,6 +81,8 @@ def _wait_for_final(ev: event.Event, hint: hints.Hint) -> bool:
     if ev.name not in _WAITING_EVENTS or not ev.last_assistant_message.strip():
         return False
     path = ev.agent_transcript_path if ev.name == "SubagentStop" and ev.agent_transcript_path else ev.transcript_path
+    if not os.path.exists(path):
+        return False  # e.g. auto-compaction's agents announce a transcript they never write
     # Look a little before what was consumed: the final line may have been read by
     # an earlier run (then there is nothing to wait for).
     since = max(0, hint.offsets.get(path, 0) - (64 << 10))
@@ -107,15 +109,18 @@ def _send_if_due() -> None:
 
 
 def _send_now() -> None:
-    mode = os.environ.get("CCFLUX_SEND_MODE", "detached")
+    """Hand the spool to a sender (CCFLUX_SEND_MODE: detached | inline | none)."""
+    mode = os.environ.get("CCFLUX_SEND_MODE", "detached").strip().lower()
     if mode == "none":
         return
-    from . import sender
-
     if mode == "inline":
-        sender.drain(budget_s=sender.HOOK_BUDGET_SECS)
-    else:
-        sender.drain_detached()
+        from . import sender
+
+        sender.drain()
+        return
+    from . import detach  # the sender's heavy imports happen in the detached child only
+
+    detach.spawn_sender()
 
 
 def _read_stdin() -> bytes:

@@ -1,18 +1,16 @@
 """One turn's report body, exactly the v1 fields (PROTOCOL.md) and nothing else.
 
-Built with ``json`` rather than pydantic to keep the commit path light;
+Built with ``jsonfast`` rather than pydantic to keep the commit path light;
 ``tests/hook/test_report.py`` proves every body validates against
 ``protocol.ReportBody`` (the one definition of the protocol).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from typing import Optional
 
-from . import __version__, paths
+from . import __version__, jsonfast, paths
 from .state import StateStore, Usage
 from .wire import MAX_MODELS, MAX_TIMESTAMP, MAX_USER_EMAIL, SCHEMA_VERSION, format_timestamp
 
@@ -22,7 +20,7 @@ def body(
     turn_index: int,
     user_email: str,
     timestamp_utc: str,
-    session_start_utc: Optional[str],
+    session_start_utc: str | None,
     models: dict[str, Usage],
 ) -> bytes:
     if len(models) > MAX_MODELS:
@@ -46,7 +44,7 @@ def body(
     }
     if session_start_utc:
         doc["session_start_utc"] = session_start_utc[:MAX_TIMESTAMP]
-    return json.dumps(doc, separators=(",", ":")).encode("ascii")
+    return jsonfast.dumps(doc).encode("ascii")
 
 
 def split_models(models: dict[str, Usage]) -> list[dict[str, Usage]]:
@@ -71,7 +69,7 @@ def user_email(store: StateStore) -> str:
     email = ""
     try:
         with open(path, "rb") as fh:
-            data = json.loads(fh.read(64 << 20))
+            data = jsonfast.loads(fh.read(64 << 20))
         account = data.get("oauthAccount") if isinstance(data, dict) else None
         value = account.get("emailAddress") if isinstance(account, dict) else None
         if isinstance(value, str) and len(value) <= MAX_USER_EMAIL:

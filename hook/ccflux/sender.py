@@ -23,16 +23,15 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING, Callable, Optional
 
-from . import auth, config, log, paths, signing, state, transport, wire
+from . import auth, config, detach, log, paths, signing, state, transport, wire
 
 if TYPE_CHECKING:
     import httpx
 
 SEND_LOCK = "send.lock"
 ENV_SEND_MODE = "CCFLUX_SEND_MODE"  # detached (default) | inline | none
-INLINE_BUDGET_S = 3.0  # blocks the hook: a few seconds at most
-HOOK_BUDGET_SECS = INLINE_BUDGET_S  # the name hook.py uses
-DETACHED_BUDGET_S = 20.0  # runs after the hook returned: nobody waits, but stay bounded
+INLINE_BUDGET_S = detach.INLINE_BUDGET_S
+DETACHED_BUDGET_S = detach.DETACHED_BUDGET_S
 LOCK_WAIT_S = 2.0  # a sender finishing up re-reads the outbox, but it may just have done so
 MIN_REQUEST_S = 0.5  # do not start a report with less budget left: a budget timeout is no failure
 BATCH = 50
@@ -97,55 +96,17 @@ def drain(budget_s: float = INLINE_BUDGET_S, progress: Optional[Progress] = None
 
 
 def drain_detached(budget_s: float = DETACHED_BUDGET_S) -> None:
-    """Start a drain that outlives the hook; return at once.
-
-    POSIX: double fork. The middle child leaves the hook's session (setsid, so
-    Claude Code killing the hook's process group spares it) and points fds 0-2
-    at /dev/null (Claude Code waits for the hook's pipes to close), then forks
-    the sender and exits; the parent reaps it, a matter of milliseconds, and
-    never waits for the network. Without fork: drain inline, briefly.
-    """
+    """Start a drain that outlives the caller and return at once (see detach.py);
+    CCFLUX_SEND_MODE=inline drains here, =none does nothing."""
     mode = os.environ.get(ENV_SEND_MODE, "detached").strip().lower()
     if mode == "none":
         return
-    if mode == "inline" or not hasattr(os, "fork"):
+    if mode == "inline":
         drain(INLINE_BUDGET_S)
         return
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        log.error(f"send: cannot fork a sender ({exc.strerror}); sending inline")
-        drain(INLINE_BUDGET_S)
-        return
-    if pid == 0:
-        _detached_child(budget_s)  # never returns
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
+    from . import detach
 
-
-def _detached_child(budget_s: float) -> None:
-    try:
-        os.setsid()
-        _stdio_to_devnull()
-        if os.fork() == 0:
-            drain(budget_s)
-    except BaseException as exc:  # nothing may escape into the parent's code path
-        try:
-            log.error(f"send: detached sender failed: {exc.__class__.__name__}: {log.redact(str(exc))}")
-        except BaseException:
-            pass
-    finally:
-        os._exit(0)  # skip the parent's atexit handlers and buffered stdio
-
-
-def _stdio_to_devnull() -> None:
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    if null > 2:
-        os.close(null)
+    detach.spawn_sender(budget_s)
 
 
 def _drain_locked(result: DrainResult, deadline: float, progress: Optional[Progress], force: bool,

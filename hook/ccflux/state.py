@@ -4,8 +4,7 @@ outbox (the spool), in one SQLite file (``state.db``, WAL, 0600).
 Why SQLite: a turn's commit — advance the cursors, remember which API
 responses were counted, assign ``turn_index``, queue the report — is ONE
 transaction, so a kill -9 at any instant leaves either all of it or none of
-it. Concurrent hooks serialise on ``state.lock`` (filelock, taken by the
-caller) and SQLite's own locking backs that up.
+it. Concurrent hooks serialise on the database's write lock (BEGIN IMMEDIATE).
 """
 
 from __future__ import annotations
@@ -13,7 +12,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from typing import Iterable, NamedTuple, Optional
+from collections import namedtuple
+from collections.abc import Iterable
 
 from . import log, paths
 
@@ -36,6 +36,16 @@ CREATE TABLE IF NOT EXISTS counted (
 CREATE TABLE IF NOT EXISTS sessions (
     session_id TEXT PRIMARY KEY, next_turn INTEGER NOT NULL,
     start_utc TEXT, updated_at INTEGER NOT NULL);
+-- Per session and model: usage reported ('own') and usage a fork copied from
+-- its parent ('inherited'), to compare with Claude Code's cost-state totals.
+CREATE TABLE IF NOT EXISTS session_usage (
+    session_id TEXT NOT NULL, model TEXT NOT NULL, kind TEXT NOT NULL,
+    input INTEGER NOT NULL, output INTEGER NOT NULL,
+    cache_read INTEGER NOT NULL, cache_write INTEGER NOT NULL,
+    PRIMARY KEY (session_id, model, kind));
+-- Sessions whose main transcript was read from its first byte: only for them
+-- is "reported" the whole transcript, so only they are reconciled.
+CREATE TABLE IF NOT EXISTS tracked_sessions (session_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL,
     turn_index INTEGER NOT NULL, body BLOB NOT NULL, created_at REAL NOT NULL,
@@ -47,39 +57,12 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 
 
-class OutboxItem(NamedTuple):
-    id: int
-    session_id: str
-    turn_index: int
-    body: bytes
-    created_at: float
-    attempts: int
-
-
-class DeadLetter(NamedTuple):
-    id: int
-    session_id: str
-    turn_index: int
-    body: bytes
-    status: int
-    reason: str
-    dead_at: float
-
-
-class Cursor(NamedTuple):
-    dev: int
-    ino: int
-    offset: int
-
-
-class Usage(NamedTuple):
-    """One API response's usage as counted (or a delta of it)."""
-
-    model: str
-    input: int
-    output: int
-    cache_read: int
-    cache_write: int
+# Plain namedtuples, not typing.NamedTuple: typing (and the re it imports)
+# would cost ~5 ms on every turn.
+OutboxItem = namedtuple("OutboxItem", "id session_id turn_index body created_at attempts")
+DeadLetter = namedtuple("DeadLetter", "id session_id turn_index body status reason dead_at")
+Cursor = namedtuple("Cursor", "dev ino offset")  # where a transcript was last read up to
+Usage = namedtuple("Usage", "model input output cache_read cache_write")  # one response's usage, or a delta
 
 
 class StateCorrupt(Exception):
@@ -96,16 +79,17 @@ class StateStore:
     # -- opening ---------------------------------------------------------
 
     @classmethod
-    def open(cls, directory: Optional[str] = None) -> "StateStore":
+    def open(cls, directory: str | None = None, busy_timeout: float = 30.0) -> "StateStore":
+        """``busy_timeout``: how long a write waits for another process's transaction."""
         directory = paths.ensure_dir(directory or paths.state_dir())
         path = os.path.join(directory, DB_FILE)
         try:
-            return cls(_connect(path), path)
+            return cls(_connect(path, busy_timeout), path)
         except sqlite3.DatabaseError as exc:
             if not _is_corruption(exc):
                 raise
             _set_aside(path, exc)
-            store = cls(_connect(path), path)
+            store = cls(_connect(path, busy_timeout), path)
             store._after_reset()
             return store
 
@@ -124,11 +108,11 @@ class StateStore:
 
     # -- meta ------------------------------------------------------------
 
-    def get_meta(self, key: str) -> Optional[str]:
+    def get_meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
-    def set_meta(self, key: str, value: Optional[str]) -> None:
+    def set_meta(self, key: str, value: str | None) -> None:
         if value is None:
             self._conn.execute("DELETE FROM meta WHERE key = ?", (key,))
         else:
@@ -140,7 +124,7 @@ class StateStore:
 
     # -- cursors and counted responses (used inside a transaction) --------
 
-    def cursor(self, path: str) -> Optional[Cursor]:
+    def cursor(self, path: str) -> Cursor | None:
         row = self._conn.execute("SELECT dev, ino, offset FROM cursors WHERE path = ?", (path,)).fetchone()
         return Cursor(*row) if row else None
 
@@ -182,13 +166,39 @@ class StateStore:
             (key, *usage, int(time.time())),
         )
 
+    # -- per-session totals (cost-state reconciliation) --------------------
+
+    def session_usage(self, session_id: str, kind: str) -> dict[str, Usage]:
+        rows = self._conn.execute(
+            "SELECT model, input, output, cache_read, cache_write FROM session_usage "
+            "WHERE session_id = ? AND kind = ?",
+            (session_id, kind),
+        )
+        return {row[0]: Usage(*row) for row in rows}
+
+    def add_session_usage(self, session_id: str, kind: str, usage: Usage) -> None:
+        self._conn.execute(
+            "INSERT INTO session_usage(session_id, model, kind, input, output, cache_read, cache_write) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(session_id, model, kind) DO UPDATE SET "
+            "input = input + excluded.input, output = output + excluded.output, "
+            "cache_read = cache_read + excluded.cache_read, cache_write = cache_write + excluded.cache_write",
+            (session_id, usage.model, kind, usage.input, usage.output, usage.cache_read, usage.cache_write),
+        )
+
+    def is_tracked(self, session_id: str) -> bool:
+        row = self._conn.execute("SELECT 1 FROM tracked_sessions WHERE session_id = ?", (session_id,)).fetchone()
+        return row is not None
+
+    def set_tracked(self, session_id: str) -> None:
+        self._conn.execute("INSERT OR IGNORE INTO tracked_sessions(session_id) VALUES (?)", (session_id,))
+
     # -- sessions and the outbox ------------------------------------------
 
-    def session_start(self, session_id: str) -> Optional[str]:
+    def session_start(self, session_id: str) -> str | None:
         row = self._conn.execute("SELECT start_utc FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
         return row[0] if row else None
 
-    def next_turn_index(self, session_id: str, start_utc: Optional[str]) -> int:
+    def next_turn_index(self, session_id: str, start_utc: str | None) -> int:
         """Assign the session's next turn index (inside the commit transaction)."""
         row = self._conn.execute("SELECT next_turn FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
         if row is None:
@@ -223,7 +233,7 @@ class StateStore:
     def outbox_count(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
-    def outbox_oldest_created_at(self) -> Optional[float]:
+    def outbox_oldest_created_at(self) -> float | None:
         return self._conn.execute("SELECT MIN(created_at) FROM outbox").fetchone()[0]
 
     def remove_outbox(self, item_id: int) -> None:
@@ -289,13 +299,13 @@ def clear_pending_marker() -> None:
         pass
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
     # Create the file 0600 ourselves so it is never, even briefly, wider (the
     # WAL and shm files inherit its mode).
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, paths.FILE_MODE))
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
     try:
-        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
         version = conn.execute("PRAGMA user_version").fetchone()[0]

@@ -12,9 +12,11 @@ a partial last line is left for the next run.
 
 from __future__ import annotations
 
-import json
 import os
-from typing import Iterator, NamedTuple, Optional
+from collections import namedtuple
+from collections.abc import Iterator
+
+from . import jsonfast
 
 from .state import Cursor, Usage
 
@@ -22,23 +24,21 @@ CHUNK = 1 << 20
 MAX_LINE = 4 << 20  # lines longer than this are scanned, not parsed whole
 _EDGE = 256 << 10  # head/tail kept of an oversized line
 _USAGE_MARK = b'"usage"'
+_COST_STATE_MARK = b'"cost-state"'
 
 
-class Response(NamedTuple):
-    key: str
-    usage: Usage
-    timestamp: str
+Response = namedtuple("Response", "key usage timestamp")  # one API response: its key, Usage, time
+
+# What one read found. first_timestamp: of the file's first line when read from
+# offset 0; restarted: the file shrank or was replaced and was read from the
+# start; inherited: lines a fork copied from its parent (not this session's);
+# cost_state: Claude Code's own cumulative per-model totals, last seen.
+ReadResult = namedtuple(
+    "ReadResult", "cursor responses first_timestamp bad_lines restarted inherited cost_state"
+)
 
 
-class ReadResult(NamedTuple):
-    cursor: Cursor
-    responses: dict[str, Response]
-    first_timestamp: Optional[str]  # of the file's first line, when read from offset 0
-    bad_lines: int
-    restarted: bool  # the file shrank or was replaced: read again from the start
-
-
-def read_new(path: str, cursor: Optional[Cursor], session_id: str = "") -> Optional[ReadResult]:
+def read_new(path: str, cursor: Cursor | None, session_id: str = "") -> ReadResult | None:
     """Read the complete lines past ``cursor``; None when the file is gone.
 
     Lines copied from another session (``--fork-session`` copies the parent's
@@ -60,23 +60,26 @@ def read_new(path: str, cursor: Optional[Cursor], session_id: str = "") -> Optio
                 restarted = True
         fh.seek(start)
         responses: dict[str, Response] = {}
-        first_ts: Optional[str] = None
+        inherited: dict[str, Response] = {}
+        cost_state: dict[str, Usage] | None = None
+        first_ts: str | None = None
         bad = 0
         end = start
         for line_end, line in _lines(fh, start):
             end = line_end
             if first_ts is None and start == 0:
                 first_ts = first_timestamp(line)
-            if _USAGE_MARK not in line:
-                continue
             try:
-                found = _response(line, session_id)
-            except ValueError:
+                if _USAGE_MARK in line:
+                    found = _response(line, session_id)
+                    if found is not None:
+                        _keep_largest(inherited if found[1] else responses, found[0])
+                elif _COST_STATE_MARK in line:
+                    cost_state = _cost_state(line, session_id) or cost_state
+            except (ValueError, RecursionError):  # never fatal: the cursor moves past it
                 bad += 1
-                continue
-            if found is not None:
-                _keep_largest(responses, found)
-        return ReadResult(Cursor(st.st_dev, st.st_ino, end), responses, first_ts, bad, restarted)
+        return ReadResult(Cursor(st.st_dev, st.st_ino, end), responses, first_ts, bad, restarted,
+                          inherited, cost_state)
 
 
 def merge(into: dict[str, Response], more: dict[str, Response]) -> None:
@@ -105,7 +108,7 @@ def _lines(fh, start: int) -> Iterator[tuple[int, bytes]]:
     MAX_LINE comes back as head + tail only (enough to find its usage)."""
     pos = start
     buf = b""
-    oversized_head: Optional[bytes] = None
+    oversized_head: bytes | None = None
     while True:
         chunk = fh.read(CHUNK)
         if not chunk:
@@ -132,22 +135,43 @@ def _lines(fh, start: int) -> Iterator[tuple[int, bytes]]:
             buf = buf[-_EDGE:]
 
 
-def _response(line: bytes, session_id: str) -> Optional[Response]:
-    """The usage of an assistant line, or None for any other line."""
+def _response(line: bytes, session_id: str) -> tuple[Response, bool] | None:
+    """(usage, copied from another session) of an assistant line; None for other lines."""
     if b"\n" in line:  # an oversized line (head + tail): recover the usage from its tail
         return _oversized_response(line, session_id)
-    data = json.loads(line)
+    data = jsonfast.loads(line)
     if not isinstance(data, dict) or data.get("type") != "assistant":
-        return None
-    if _copied_from_elsewhere(data.get("requestSessionId"), session_id):
         return None
     message = data.get("message")
     if not isinstance(message, dict):
         return None
-    return _from_message(data, message, message.get("usage"))
+    found = _from_message(data, message, message.get("usage"))
+    return (found, _copied_from_elsewhere(data.get("requestSessionId"), session_id)) if found else None
 
 
-def _from_message(data: dict, message: dict, usage: object) -> Optional[Response]:
+def _cost_state(line: bytes, session_id: str) -> dict[str, Usage] | None:
+    """Claude Code's cumulative per-model totals for the session (``cost-state``,
+    written when a process ends). They include API calls no transcript shows,
+    such as auto-compaction's."""
+    if b"\n" in line:
+        return None
+    data = jsonfast.loads(line)
+    if not isinstance(data, dict) or data.get("type") != "cost-state":
+        return None
+    if session_id and data.get("sessionId") not in (None, session_id):
+        return None
+    models = data.get("modelUsage")
+    if not isinstance(models, dict):
+        return None
+    out: dict[str, Usage] = {}
+    for name, u in models.items():
+        if isinstance(name, str) and name and isinstance(u, dict):
+            out[name[:128]] = Usage(name[:128], _count(u.get("inputTokens")), _count(u.get("outputTokens")),
+                                    _count(u.get("cacheReadInputTokens")), _count(u.get("cacheCreationInputTokens")))
+    return out
+
+
+def _from_message(data: dict, message: dict, usage: object) -> Response | None:
     if not isinstance(usage, dict):
         return None
     counts = Usage(
@@ -175,7 +199,7 @@ def _copied_from_elsewhere(origin: object, session_id: str) -> bool:
     return bool(session_id) and isinstance(origin, str) and bool(origin) and origin != session_id
 
 
-def _oversized_response(line: bytes, session_id: str) -> Optional[Response]:
+def _oversized_response(line: bytes, session_id: str) -> tuple[Response, bool] | None:
     """Usage from the tail of a line too long to parse: the message's ``usage``
     object and the line's own fields come after its (huge) content."""
     head, _, tail = line.partition(b"\n")
@@ -185,21 +209,19 @@ def _oversized_response(line: bytes, session_id: str) -> Optional[Response]:
     at = tail.rfind(b'"usage":')
     if at == -1:
         return None
-    decoder = json.JSONDecoder()
-    text = tail[at + len(b'"usage":') :].decode("utf-8", "replace").lstrip()
-    usage, _ = decoder.raw_decode(text)
+    text = tail[at + len(b'"usage":') :].decode("utf-8", "replace")
+    usage, _ = jsonfast.raw_decode(text)
 
-    def field(name: str) -> Optional[str]:
+    def field(name: str) -> str | None:
         return _field(head, name) or _field(tail, name)
 
-    if _copied_from_elsewhere(field("requestSessionId"), session_id):
-        return None
     data = {"requestId": field("requestId"), "uuid": field("uuid"), "timestamp": field("timestamp")}
     message = {"id": field("id"), "model": field("model")}
-    return _from_message(data, message, usage)
+    found = _from_message(data, message, usage)
+    return (found, _copied_from_elsewhere(field("requestSessionId"), session_id)) if found else None
 
 
-def _field(blob: bytes, name: str) -> Optional[str]:
+def _field(blob: bytes, name: str) -> str | None:
     """The first string value of ``"name":`` in raw JSON bytes (no full parse)."""
     mark = f'"{name}":'.encode()
     at = blob.find(mark)
@@ -214,7 +236,7 @@ def _field(blob: bytes, name: str) -> Optional[str]:
     return None
 
 
-def first_timestamp(line: bytes) -> Optional[str]:
+def first_timestamp(line: bytes) -> str | None:
     value = _field(line[:_EDGE], "timestamp")
     return value[:64] if value else None
 
@@ -252,8 +274,8 @@ def final_text_written(path: str, since: int, expected: str) -> bool:
         if b'"assistant"' not in line or b'"text"' not in line:
             continue
         try:
-            data = json.loads(line)
-        except ValueError:
+            data = jsonfast.loads(line)
+        except (ValueError, RecursionError):
             continue
         for text in _texts(data):
             got = text.strip()
