@@ -194,3 +194,53 @@ def test_files_and_dirs_are_private(configured, tmp_path):
     for path in configured.rglob("*"):
         want = 0o700 if path.is_dir() else 0o600
         assert (path.stat().st_mode & 0o777) == want, path
+
+
+def _cost_state(sid, **models):
+    import json
+
+    return json.dumps({"type": "cost-state", "sessionId": sid, "modelUsage": {
+        m: {"inputTokens": u[0], "outputTokens": u[1], "cacheReadInputTokens": u[2],
+            "cacheCreationInputTokens": u[3], "costUSD": 1.5} for m, u in models.items()}})
+
+
+def test_usage_in_no_transcript_is_taken_from_cost_state(configured, tmp_path):
+    """Auto-compaction's API calls appear in no transcript; Claude Code's cost-state
+    (cumulative, written at process end) holds them. The session total must be true."""
+    t = tmp_path / "c1.jsonl"
+    append(t, [user_line()] + assistant_lines(usage(10, 20, 30, 40), text="a"))
+    _stop("c1", t, "a")
+    append(t, [user_line()] + assistant_lines(usage(1, 2, 3, 4), text="b"))
+    append(t, [_cost_state("c1", **{"claude-sonnet-4-5": (111, 222, 333, 444)})])
+    hook.run(hook_event("SessionEnd", "c1", t, reason="other"))
+    reports = queued_reports(configured)
+    assert totals(reports)[("c1", "claude-sonnet-4-5")] == _expect(111, 222, 333, 444)
+    assert reports[1]["models"]["claude-sonnet-4-5"] == _expect(101, 202, 303, 404)
+    # a resumed process appends more, and a new cumulative cost-state: only the new gap is added
+    append(t, [user_line()] + assistant_lines(usage(5, 5, 5, 5), text="c"))
+    _stop("c1", t, "c")
+    append(t, [_cost_state("c1", **{"claude-sonnet-4-5": (126, 237, 348, 459)})])
+    hook.run(hook_event("SessionEnd", "c1", t, reason="other"))
+    assert totals(queued_reports(configured))[("c1", "claude-sonnet-4-5")] == _expect(126, 237, 348, 459)
+
+
+def test_cost_state_never_lowers_or_inflates_what_transcripts_show(configured, tmp_path):
+    t = tmp_path / "c2.jsonl"
+    append(t, [user_line()] + assistant_lines(usage(10, 20, 30, 40), text="a"))
+    append(t, [_cost_state("c2", **{"claude-sonnet-4-5": (5, 25, 30, 40)}),
+               _cost_state("someone-else", **{"claude-sonnet-4-5": (999, 999, 999, 999)})])
+    _stop("c2", t, "a")
+    assert totals(queued_reports(configured))[("c2", "claude-sonnet-4-5")] == _expect(10, 25, 30, 40)
+
+
+def test_cost_state_of_forks_and_untracked_sessions_is_not_used(configured, tmp_path):
+    import json
+
+    copied = [json.loads(line) for line in assistant_lines(usage(70, 80), text="parent")]
+    for doc in copied:
+        doc["requestSessionId"] = "parent"
+    f = tmp_path / "fk.jsonl"  # a fork: its cost-state includes the parent's history
+    append(f, [json.dumps(d) for d in copied] + assistant_lines(usage(1, 2), text="child")
+           + [_cost_state("fk", **{"claude-sonnet-4-5": (171, 182, 0, 0)})])
+    _stop("fk", f, "child")
+    assert totals(queued_reports(configured))[("fk", "claude-sonnet-4-5")] == _expect(1, 2)
