@@ -25,6 +25,8 @@ MAX_TOKEN_CHARS = 4096
 def main(argv: list[str]) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    # From a shell there is no $CLAUDE_PLUGIN_DATA: use the state the hook uses.
+    os.environ["CCFLUX_HOME"] = paths.command_state_dir()
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2

@@ -59,18 +59,27 @@ def config_path() -> str:
 
 def might_be_configured() -> bool:
     """Cheap check for the hot path: an env setting or a config.json exists."""
-    if os.environ.get(ENV_ENDPOINT) and os.environ.get(ENV_TOKEN):
+    if os.environ.get(ENV_ENDPOINT) or os.environ.get(ENV_TOKEN):
         return True
-    try:
-        os.stat(config_path())
-        return True
-    except OSError:
-        return bool(os.environ.get(ENV_ENDPOINT) or os.environ.get(ENV_TOKEN))
+    for path in (config_path(), os.path.join(paths.default_state_dir(), CONFIG_FILE)):
+        try:
+            os.stat(path)
+            return True
+        except OSError:
+            continue
+    return False
 
 
 def read_file() -> dict:
-    """The raw config.json (``{}`` when absent). Raises ConfigError when unusable."""
+    """The raw config.json (``{}`` when absent). Raises ConfigError when unusable.
+
+    When the state dir has none, the user-level one in the default state dir is
+    used: `ccflux configure` run from a shell before the plugin ever ran writes
+    there, while the hook under Claude Code lives in $CLAUDE_PLUGIN_DATA."""
     raw = paths.read_small(config_path())
+    if raw is None:
+        fallback = os.path.join(paths.default_state_dir(), CONFIG_FILE)
+        raw = paths.read_small(fallback) if fallback != config_path() else None
     if raw is None:
         return {}
     from . import jsonfast  # json itself costs ~10 ms: this runs on every turn with news

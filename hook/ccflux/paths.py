@@ -20,7 +20,44 @@ def state_dir() -> str:
     explicit = env.get("CCFLUX_HOME") or env.get("CLAUDE_PLUGIN_DATA")
     if explicit:
         return os.path.abspath(os.path.expanduser(explicit))
+    return default_state_dir()
+
+
+def default_state_dir() -> str:
     return os.path.join(claude_config_dir(), "ccflux")
+
+
+def command_state_dir() -> str:
+    """The state dir for commands people run from a shell (`ccflux status`...).
+
+    Under Claude Code the hook keeps its state in $CLAUDE_PLUGIN_DATA
+    (``<config>/plugins/data/ccflux-<marketplace>``), which a shell does not
+    have: find the plugin data dir the hook used most recently, so that the
+    commands show and send what the hook queued.
+    """
+    if os.environ.get("CCFLUX_HOME") or os.environ.get("CLAUDE_PLUGIN_DATA"):
+        return state_dir()
+    candidates = []
+    data = os.path.join(claude_config_dir(), "plugins", "data")
+    try:
+        with os.scandir(data) as entries:
+            for entry in entries:
+                if entry.name.startswith("ccflux-") and entry.is_dir():
+                    used = _last_used(entry.path)
+                    if used:
+                        candidates.append((used, entry.path))
+    except OSError:
+        pass
+    return max(candidates)[1] if candidates else default_state_dir()
+
+
+def _last_used(directory: str) -> float:
+    for name in ("state.db", "config.json", "activity.log"):
+        try:
+            return os.stat(os.path.join(directory, name)).st_mtime
+        except OSError:
+            continue
+    return 0.0
 
 
 def claude_config_dir() -> str:
