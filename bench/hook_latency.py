@@ -33,22 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from support.receiver import ReceiverProcess, TestCA  # noqa: E402
 from support.transcripts import append, assistant_lines, hook_event, usage, user_line  # noqa: E402
 
-FLOOR_SCRIPT = r'''
-import base64, json, sys, time
-import httpx, nacl.signing
-base, token, ca, seed_path, n = sys.argv[1:6]
-key = nacl.signing.SigningKey(open(seed_path, "rb").read())
-body = json.dumps({"schema_version": 1, "session_id": "floor", "user_email": "", "turn_index": int(n),
-    "timestamp_utc": "2026-01-01T00:00:00Z", "plugin_version": "floor",
-    "models": {"m": {"input_tokens": 1, "output_tokens": 1, "cache_read_tokens": 0, "cache_write_tokens": 0}}},
-    separators=(",", ":")).encode()
-ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-sig = key.sign(body + b"\n" + ts.encode()).signature
-header = "ed25519 %s %s" % (base64.b64encode(sig).decode(), base64.b64encode(bytes(key.verify_key)).decode())
-r = httpx.post(base + "/report", content=body, verify=ca, headers={"Authorization": "Bearer " + token,
-    "Content-Type": "application/json", "X-CCFLUX-Timestamp": ts, "X-CCFLUX-Signature": header})
-assert r.status_code == 200, r.status_code
-'''
+FLOOR_SCRIPT = ROOT / "build" / "entry_floor.py"  # the same script frozen by build/build --floor
 
 
 def timed(cmd: list[str], stdin: bytes = b"", env: dict | None = None) -> float:
@@ -97,24 +82,27 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def commands(frozen: bool) -> tuple[list[str], list[str], str]:
+def commands(frozen: bool) -> tuple[list[str], list[str], list[str], str]:
+    """(hook, no-op baseline, send floor baseline, description)."""
     if not frozen:
         launcher = shutil.which("ccflux", path=str(Path(sys.executable).parent)) or "ccflux"
-        return [launcher, "hook"], [sys.executable, "-c", "pass"], f"source, console script {launcher}"
+        return ([launcher, "hook"], [sys.executable, "-c", "pass"], [sys.executable, str(FLOOR_SCRIPT)],
+                f"source, console script {launcher}")
     import platform
 
     system = platform.system().lower()
     arch = {"amd64": "x86_64", "aarch64": "arm64"}.get(platform.machine().lower(), platform.machine().lower())
     binary = ROOT / "plugin" / "bin" / f"{system}-{arch}" / "ccflux" / "ccflux"
     noop = ROOT / "build" / "out" / "noop" / "noop"
-    for path in (binary, noop):
+    floor = ROOT / "build" / "out" / "floor" / "floor"
+    for path in (binary, noop, floor):
         if not path.exists():
-            raise SystemExit(f"{path} missing: run build/build (and build/build --noop)")
-    return [str(binary), "hook"], [str(noop)], f"frozen onedir {binary}"
+            raise SystemExit(f"{path} missing: run build/build, build/build --noop and build/build --floor")
+    return [str(binary), "hook"], [str(noop)], [str(floor)], f"frozen onedir {binary}"
 
 
 def run(args: argparse.Namespace, work: Path) -> None:
-    hook_cmd, noop_cmd, what = commands(args.frozen)
+    hook_cmd, noop_cmd, floor_cmd, what = commands(args.frozen)
     print(f"ccflux hook benchmark: {what}; medians of {args.runs} runs; {os.cpu_count()} cores")
     ca = TestCA(work / "ca")
     rx = ReceiverProcess(work / "rx", ca, env={"RATE_LIMIT_PER_MINUTE": "100000"}).start()
@@ -137,11 +125,11 @@ def run(args: argparse.Namespace, work: Path) -> None:
         no_news = hook_event("Stop", "bench", t, last_assistant_message=f"answer {turn[0]}")
         compare("1. Stop, nothing new  vs  no-op start", args.runs,
                 lambda i: timed(hook_cmd, no_news, env), lambda i: timed(noop_cmd))
-        floor = [sys.executable, "-c", FLOOR_SCRIPT, rx.base_url, access, ca.ca_pem_path,
-                 str(work / "state" / "signing_key")]
+        floor_env = dict(os.environ, CCFLUX_FLOOR_BASE=rx.base_url, CCFLUX_FLOOR_TOKEN=access,
+                         CCFLUX_FLOOR_CA=ca.ca_pem_path, CCFLUX_FLOOR_SEED=str(work / "state" / "signing_key"))
         compare("2. Stop, one new turn sent over TLS  vs  httpx+nacl POST", args.runs,
                 lambda i: timed(hook_cmd, new_turn(t, "bench"), env),
-                lambda i: timed(floor + [str(i)]))
+                lambda i: timed(floor_cmd, b"", dict(floor_env, CCFLUX_FLOOR_TURN=str(i))))
         quiet = dict(env, CCFLUX_SEND_MODE="none")
         big, small = work / "proj" / "big.jsonl", work / "proj" / "small.jsonl"
         filler = json.dumps({"type": "attachment", "content": "z" * 100_000})

@@ -223,3 +223,39 @@ def test_retry_after_seconds_and_http_date():
     assert transport.parse_retry_after("soon", now) is None
     assert transport.parse_retry_after(None, now) is None
     assert transport.parse_http_date("not a date") is None
+
+
+def test_an_internal_ca_is_tried_alone_first(monkeypatch, receiver):
+    """With CCFLUX_CA_CERT the client first trusts that CA alone (no certifi parsing)."""
+    monkeypatch.setenv("CCFLUX_CA_CERT", receiver.ca.ca_pem_path)
+    with transport.open_client() as client, pytest.raises(transport.UnauthorizedError):
+        transport.post(client, f"{receiver.base_url}/token", headers=transport.bearer(REFRESH))
+    assert client.ccflux_narrow_trust is not None
+    assert len(client.ccflux_narrow_trust.get_ca_certs()) == 1
+
+
+def test_the_default_store_is_added_when_the_internal_ca_does_not_verify(monkeypatch, receiver, tmp_path):
+    """A server whose chain is in the default store (here: a certifi bundle holding the
+    receiver's CA) still verifies when CCFLUX_CA_CERT names some other CA."""
+    import trustme
+
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(open(receiver.ca.ca_pem_path, "rb").read())
+    monkeypatch.setattr(transport, "_certifi_bundle", lambda: str(bundle))
+    monkeypatch.setenv("CCFLUX_CA_CERT", str(other))
+    with transport.open_client() as client, pytest.raises(transport.UnauthorizedError):
+        transport.post(client, f"{receiver.base_url}/token", headers=transport.bearer(REFRESH))
+    assert client.ccflux_narrow_trust is None  # widened once
+
+
+def test_widening_never_turns_verification_off(monkeypatch, receiver, tmp_path):
+    import trustme
+
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    monkeypatch.setenv("CCFLUX_CA_CERT", str(other))
+    with transport.open_client() as client, pytest.raises(transport.TransportError) as info:
+        transport.post(client, f"{receiver.base_url}/token", headers=transport.bearer(REFRESH))
+    assert "CERTIFICATE_VERIFY_FAILED" in str(info.value)
