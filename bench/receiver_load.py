@@ -4,7 +4,9 @@
 
 1. signed /report: every request a distinct report (own session/turn), signed
    right before the run (the +-300 s window), sent by wrk over keep-alive;
-2. the same load against GET /health of the same server (the ceiling);
+2. the same load (same generator, same headers, no body) against GET /health
+   of the same server (the ceiling), and
+   against POST /report without a token (401 at once: the hot path's own floor);
 3. RSS of the server before and after 100,000 /report requests that each carry
    a distinct random bogus token (the rate limiter must not grow with them).
 
@@ -50,17 +52,20 @@ end
 
 LUA_REPORTS = LUA_COMMON + """
 local n = 0
+local method, path = "POST", "/report"
 function init(args)
   dofile(args[1])  -- defines REQUESTS = { {body, ts, sig}, ... }
   nthreads = tonumber(args[2])
+  method, path = args[3] or method, args[4] or path
   n = tid
 end
 function request()
   local r = REQUESTS[(n % #REQUESTS) + 1]
   n = n + nthreads
-  return wrk.format("POST", "/report", {
+  return wrk.format(method, path, {
     ["Authorization"] = AUTH, ["Content-Type"] = "application/json",
-    ["X-CCFLUX-Timestamp"] = r[2], ["X-CCFLUX-Signature"] = r[3]}, r[1])
+    ["X-CCFLUX-Timestamp"] = r[2], ["X-CCFLUX-Signature"] = r[3]},
+    method == "POST" and r[1] or nil)
 end
 """
 
@@ -106,6 +111,8 @@ class Server:
         self.env = {**os.environ, "RATE_LIMIT_PER_MINUTE": "100000000"}
         self.log = open(workdir / "server.log", "wb")
         self.cmd = [sys.executable, "-m", "ccflux_receiver"]
+        if os.environ.get("BENCH_SERVER_SCRIPT"):  # experiments with a patched server
+            self.cmd = [sys.executable, os.environ["BENCH_SERVER_SCRIPT"]]
         self.proc = subprocess.Popen(
             self.cmd + ["serve", "--listen", f"127.0.0.1:{self.port}", "--db", self.db],
             stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
@@ -216,7 +223,13 @@ def run(server: Server, workdir: Path, args: argparse.Namespace) -> None:
 
     wrk(health_lua, server.url + "/health", 3, args.connections)  # warm-up
     report = wrk(report_lua, server.url, args.seconds, args.connections, str(requests), "1", server=server)
-    health = wrk(health_lua, server.url + "/health", args.seconds, args.connections, server=server)
+    # The ceiling: GET /health driven by the same Lua generator with the same headers,
+    # so both runs pay the same load-generator and header-parsing work on these 2 cores.
+    health = wrk(report_lua, server.url, args.seconds, args.connections, str(requests), "1",
+                 "GET", "/health", server=server)
+    floor_lua = workdir / "floor.lua"  # the hot path's own floor: POST /report, no token -> 401
+    floor_lua.write_text('wrk.method = "POST"\n' + LUA_COMMON)
+    floor = wrk(floor_lua, server.url + "/report", args.seconds, args.connections, server=server)
     stored = subprocess.run(server.cmd + ["usage", "--by", "user", "--json", "--db", server.db],
                             capture_output=True, text=True, check=True).stdout
     stored_reports = json.loads(stored)[0]["reports"]
@@ -236,6 +249,8 @@ def run(server: Server, workdir: Path, args: argparse.Namespace) -> None:
     print(f"GET /health    : {health['rps']:8.0f} req/s  p50 {health['p50_ms']:.2f} ms  "
           f"p99 {health['p99_ms']:.2f} ms  errors {health['errors']}  "
           f"server CPU {health['cpu_us']:.0f} us/req")
+    print(f"POST /report 401 (no token, hot-path floor): {floor['rps']:8.0f} req/s  "
+          f"server CPU {floor['cpu_us']:.0f} us/req")
     print(f"ratio report/health: {report['rps'] / health['rps']:.2f} req/s, "
           f"{health['cpu_us'] / report['cpu_us']:.2f} by server CPU per request")
     print(f"bogus tokens   : {bogus['requests']} requests at {bogus['rps']:.0f} req/s "

@@ -63,9 +63,10 @@ class AccessLog:
         self.metrics.response(label, status)
         if self.stream is None:
             return
+        # Client address (from the socket) and method (validated by the HTTP parser) need
+        # no JSON escaping; the error value is one of our own header constants.
         client = (scope.get("client") or ("-",))[0]
-        method = json.dumps(str(scope.get("method"))[:16])
-        line = (f'{{"ts":{time.time():.3f},"client":{json.dumps(str(client))},"method":{method},'
+        line = (f'{{"ts":{time.time():.3f},"client":"{client}","method":"{scope.get("method")}",'
                 f'"path":"{label}","status":{status},"ms":{elapsed * 1000:.2f}')
         if error:
             line += f',"error":{json.dumps(error[:64])}'

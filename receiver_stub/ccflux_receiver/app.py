@@ -21,6 +21,7 @@ from starlette.responses import Response
 from . import httpio
 from .accesslog import AccessLog, ASGIApp, Scope
 from .admin import AdminView
+from .checkpoint import Checkpointer
 from .endpoints import WANTED_HEADERS, Endpoints
 from .httpio import Reply
 from .metrics import Metrics
@@ -91,8 +92,11 @@ def _fastapi(settings: Settings, endpoints: Endpoints, clock: Callable[[], float
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        checkpointer = Checkpointer(store.path)
+        store.conn.execute("PRAGMA wal_autocheckpoint = 0")  # the thread does it
+        checkpointer.start()
         yield
-        endpoints.executor.shutdown()
+        checkpointer.stop()
         store.close()
 
     app = FastAPI(title="ccflux receiver", docs_url=None, redoc_url=None, openapi_url=None,

@@ -1,42 +1,41 @@
-"""Per-loop-turn batching of the two costly steps of a /report.
+"""Group commit: reports handled in the same event-loop turn share one COMMIT.
 
-Under load many requests become ready in one event-loop turn. Each handler
-queues its item and awaits; one callback, scheduled with ``call_soon`` after all
-of them, handles the batch and answers every waiter. An idle server handles
-each item alone, one loop turn later.
+After the signature check, a COMMIT is the largest fixed cost of a /report.
+Under load many requests become ready in one loop turn: each handler queues its
+rows and awaits; one callback, scheduled with ``call_soon`` after all of them,
+writes the batch in one transaction and answers every waiter. Nobody gets a 200
+before the commit holding their rows; a report is still all-or-nothing (a failed
+commit fails every report of its batch, whole). The connection is used only from
+the loop thread and no transaction spans an ``await``, so batches never overlap
+other writes. An idle server commits each report alone, one loop turn later.
 
-- ``GroupCommit``: the batch's reports share one transaction and one COMMIT
-  (after the signature check, the largest fixed cost). Nobody gets a 200 before
-  the commit holding their rows; a report is still all-or-nothing (a failed
-  commit fails every report of its batch, whole). The connection is used only
-  from the loop thread and no transaction spans an ``await``, so batches never
-  overlap other writes.
-- ``ParallelVerify``: Ed25519 checks run in one worker thread. libsodium runs
-  without the GIL (cffi releases it), so the second core verifies while the
-  loop thread parses and answers other requests.
+(Verifying signatures on a worker thread was tried and measured: libsodium drops
+the GIL, but handing each check across threads and back costs the loop thread
+about what the check itself does, so they are verified inline.)
 """
 
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Executor
-from typing import Any, Callable, Generic, Optional, Sequence, TypeVar
+from typing import Any
 
 from .store import Store
 
-Item = TypeVar("Item")
-MAX_BATCH = 256  # bounds one transaction / one thread job under a flood
+MAX_BATCH = 256  # bounds one transaction under a flood
 
 
-class _Batcher(Generic[Item]):
-    def __init__(self) -> None:
-        self._pending: list[tuple[Item, asyncio.Future]] = []
+class GroupCommit:
+    """``await submit(rows)`` -> "stored" | "duplicate" | "conflict", once committed."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._pending: list[tuple[list, asyncio.Future]] = []
         self.batches = 0  # for tests and the curious
 
-    async def submit(self, item: Item) -> Any:
+    async def submit(self, rows: list) -> str:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._pending.append((item, future))
+        self._pending.append((rows, future))
         if len(self._pending) == 1:
             loop.call_soon(self._flush)
         elif len(self._pending) >= MAX_BATCH:
@@ -45,52 +44,21 @@ class _Batcher(Generic[Item]):
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
-        if batch:
-            self.batches += 1
-            self._run(batch)
-
-    def _run(self, batch: list[tuple[Item, asyncio.Future]]) -> None:
-        raise NotImplementedError
-
-    @staticmethod
-    def _settle(batch: list[tuple[Item, asyncio.Future]], results: Sequence[Any],
-                error: Optional[BaseException]) -> None:
-        for i, (_, future) in enumerate(batch):
-            if future.done():  # the request was cancelled meanwhile
-                continue
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(results[i])
-
-
-class GroupCommit(_Batcher[list]):
-    """``submit(rows)`` -> "stored" | "duplicate" | "conflict", once committed."""
-
-    def __init__(self, store: Store) -> None:
-        super().__init__()
-        self.store = store
-
-    def _run(self, batch: list[tuple[list, asyncio.Future]]) -> None:
-        try:
-            outcomes = self.store.add_reports([rows for rows, _ in batch])
-        except Exception as exc:  # rolled back: every report of the batch failed whole
-            self._settle(batch, [], exc)
+        if not batch:
             return
-        self._settle(batch, outcomes, None)
+        self.batches += 1
+        try:
+            outcomes: list[Any] = self.store.add_reports([rows for rows, _ in batch])
+        except Exception as exc:  # rolled back: every report of the batch failed whole
+            outcomes = [exc] * len(batch)
+        _settle([(future, outcome) for (_, future), outcome in zip(batch, outcomes)])
 
 
-class ParallelVerify(_Batcher[tuple]):
-    """``submit((public_key, signature, body, timestamp))`` -> bool, off the loop thread."""
-
-    def __init__(self, verify: Callable[..., bool], executor: Executor) -> None:
-        super().__init__()
-        self.verify = verify
-        self.executor = executor
-
-    def _run(self, batch: list[tuple[tuple, asyncio.Future]]) -> None:
-        items = [item for item, _ in batch]
-        job = asyncio.get_running_loop().run_in_executor(
-            self.executor, lambda: [self.verify(*item) for item in items])
-        job.add_done_callback(lambda done: self._settle(
-            batch, [] if done.exception() else done.result(), done.exception()))
+def _settle(results: list[tuple[asyncio.Future, Any]]) -> None:
+    for future, result in results:
+        if future.done():  # the request was cancelled meanwhile
+            continue
+        if isinstance(result, Exception):
+            future.set_exception(result)
+        else:
+            future.set_result(result)

@@ -9,6 +9,8 @@ returns a ``Reply``. The order of checks, cheapest and least trusting first:
   4. bearer token looked up by its SHA-256              -> 401
   5. rate limit of the token's credential               -> 429
   6. signature (/report only)                           -> 403 + X-CCFLUX-Error
+     (the signature header is parsed, as a string, before step 4 so that the token
+     and the user's row for its key come in one query; the 403 still comes after)
   7. one write transaction (shared by concurrent reports: batching.py) -> 200
 
 So no crypto or database work happens before size and shape checks pass, and
@@ -18,7 +20,6 @@ So no crypto or database work happens before size and shape checks pass, and
 from __future__ import annotations
 
 import time
-from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Awaitable, Callable, Optional, Union
 
 from ccflux.protocol import RegisterKeyRequest, ReportBody, TokenResponse
@@ -30,8 +31,8 @@ from .httpio import Headers, Reply
 from .metrics import Metrics
 from .ratelimit import RateLimiter
 from .settings import Settings
-from .batching import GroupCommit, ParallelVerify
-from .store import Credential, Store, report_rows
+from .batching import GroupCommit
+from .store import Credential, Device, Store, report_rows
 
 BodyReader = Callable[[], Awaitable[Optional[bytes]]]
 WANTED_HEADERS = frozenset({b"authorization", b"content-length", TIMESTAMP_HEADER.lower().encode(),
@@ -42,14 +43,12 @@ _NO_STORE = (b"cache-control", b"no-store")
 
 class Endpoints:
     def __init__(self, settings: Settings, store: Store, metrics: Metrics,
-                 clock: Callable[[], float] = time.time, executor: Optional[Executor] = None) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.store = store
         self.metrics = metrics
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
         self.writer = GroupCommit(store)
-        self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix="ccflux-verify")
-        self.verifier = ParallelVerify(security.verify, self.executor)
         self.clock = clock
 
     async def token(self, headers: Headers, read_body: BodyReader) -> Reply:
@@ -104,42 +103,46 @@ class Endpoints:
         except ValidationError:
             return self._count(httpio.BAD_JSON, "ccflux_reports_invalid_total")
         now = self.clock()
-        cred = self._admit(self.store.access_credential, token, int(now))
+        header = headers.get(_SIGNATURE)
+        signature = security.parse_signature(header) if header is not None else None
+        public_key = signature[1] if signature else None
+        cred = self._admit(lambda d, t: self.store.access_credential(d, t, public_key), token, int(now))
         if isinstance(cred, Reply):
             if cred.status == 401:
                 self.metrics.inc("ccflux_reports_auth_rejected_total")
             return cred
-        device, code = await self._signer(headers, body, cred.user_id, now)
+        code = self._check_signature(header, signature, cred.device, headers.get(_TIMESTAMP), body, now)
         if code is not None:
             return self._count(httpio.FORBIDDEN[code], "ccflux_reports_sig_rejected_total")
-        outcome = await self.writer.submit(report_rows(cred.user_id, device, report, int(now)))
+        device_id = cred.device.id if header is not None and cred.device else None
+        outcome = await self.writer.submit(report_rows(cred.user_id, device_id, report, int(now)))
         self.metrics.inc("ccflux_reports_accepted_total")
         if outcome != "stored":
             self.metrics.inc(f"ccflux_reports_{outcome}_total")
         return httpio.ok(outcome)
 
-    async def _signer(self, headers: Headers, body: bytes, user_id: int,
-                now: float) -> tuple[Optional[int], Optional[ErrorCode]]:
-        """(device row id, or None when unsigned; the 403 code, or None when fine)."""
-        header = headers.get(_SIGNATURE)
+    def _check_signature(self, header: Optional[str], signature: Optional[tuple[bytes, bytes]],
+                               device: Optional[Device], timestamp: Optional[str], body: bytes,
+                               now: float) -> Optional[ErrorCode]:
+        """The 403 code for the request's signature, or None when it may be stored.
+
+        ``signature`` is the parsed header (None: malformed) and ``device`` the token
+        user's row for its public key, both fetched before the token check."""
         if header is None:
-            return None, ErrorCode.SIGNATURE_REQUIRED if self.settings.require_signatures else None
-        timestamp = headers.get(_TIMESTAMP)
+            return ErrorCode.SIGNATURE_REQUIRED if self.settings.require_signatures else None
         code = security.check_timestamp(timestamp, now)
         if code is not None:
-            return None, code
-        parsed = security.parse_signature(header)
-        if parsed is None:
-            return None, ErrorCode.SIGNATURE_INVALID
-        signature, public_key = parsed
-        device = self.store.device(user_id, public_key)
+            return code
+        if signature is None:
+            return ErrorCode.SIGNATURE_INVALID
         if device is None:
-            return None, ErrorCode.KEY_NOT_REGISTERED
+            return ErrorCode.KEY_NOT_REGISTERED
         if device.revoked:
-            return None, ErrorCode.KEY_REVOKED
-        if not await self.verifier.submit((public_key, signature, body, timestamp or "")):
-            return None, ErrorCode.SIGNATURE_INVALID
-        return device.id, None
+            return ErrorCode.KEY_REVOKED
+        signed, public_key = signature
+        if not security.verify(public_key, signed, body, timestamp or ""):
+            return ErrorCode.SIGNATURE_INVALID
+        return None
 
     def _admit(self, lookup: Callable[[bytes, int], Optional[Credential]], token: str,
                now: int) -> Union[Credential, Reply]:

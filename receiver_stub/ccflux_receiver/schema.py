@@ -80,6 +80,7 @@ def connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")  # durable across app crashes in WAL
     conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA journal_size_limit = 67108864")  # shrink a WAL that grew past 64 MB
     migrate(conn)
     return conn
 

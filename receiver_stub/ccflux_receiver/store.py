@@ -21,17 +21,19 @@ MAX_LIVE_ACCESS_TOKENS = 16  # per refresh token; older ones are dropped on exch
 
 
 @dataclass(frozen=True)
-class Credential:
-    """Who a bearer token speaks for: the user and the refresh token it derives from."""
-
-    user_id: int
-    refresh_id: int
-
-
-@dataclass(frozen=True)
 class Device:
     id: int
     revoked: bool
+
+
+@dataclass(frozen=True)
+class Credential:
+    """Who a bearer token speaks for: the user and the refresh token it derives from;
+    for a signed /report also that user's row for the signing key, if any."""
+
+    user_id: int
+    refresh_id: int
+    device: Optional[Device] = None
 
 
 class UserError(LookupError):
@@ -68,11 +70,15 @@ class Store:
 
     # --- bearer tokens -------------------------------------------------------
 
-    def access_credential(self, digest: bytes, now: int) -> Optional[Credential]:
+    def access_credential(self, digest: bytes, now: int,
+                          public_key: Optional[bytes] = None) -> Optional[Credential]:
+        """The live access token's credential; with ``public_key``, the token user's
+        device row for it comes in the same query (the hot path makes one lookup)."""
         row = self.conn.execute(
-            "SELECT token_hash, user_id, refresh_id FROM access_tokens"
-            " WHERE token_hash = ? AND expires_at > ?",
-            (digest, now),
+            "SELECT a.token_hash, a.user_id, a.refresh_id, d.id, d.revoked_at FROM access_tokens a"
+            " LEFT JOIN devices d ON d.user_id = a.user_id AND d.public_key = ?"
+            " WHERE a.token_hash = ? AND a.expires_at > ?",
+            (public_key, digest, now),
         ).fetchone()
         return _credential(row, digest)
 
@@ -126,13 +132,6 @@ class Store:
                 (user_id, public_key, device_id, now),
             )
         return cur.rowcount == 1
-
-    def device(self, user_id: int, public_key: bytes) -> Optional[Device]:
-        row = self.conn.execute(
-            "SELECT id, revoked_at FROM devices WHERE user_id = ? AND public_key = ?",
-            (user_id, public_key),
-        ).fetchone()
-        return None if row is None else Device(row[0], row[1] is not None)
 
     # --- reports -------------------------------------------------------------
 
@@ -198,4 +197,5 @@ def _purge(conn: sqlite3.Connection, now: int) -> None:
 def _credential(row: Optional[tuple], digest: bytes) -> Optional[Credential]:
     if row is None or not security.same_secret(row[0], digest):
         return None
-    return Credential(user_id=row[1], refresh_id=row[2])
+    device = Device(row[3], row[4] is not None) if len(row) > 3 and row[3] is not None else None
+    return Credential(user_id=row[1], refresh_id=row[2], device=device)

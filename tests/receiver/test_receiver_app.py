@@ -353,7 +353,7 @@ def test_an_internal_error_is_a_bare_500_and_logged(harness, monkeypatch, caplog
     def explode(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(harness.store, "device", explode)
+    monkeypatch.setattr(harness.store, "add_reports", explode)
     response = harness.report(user)
     assert (response.status_code, response.json()) == (500, {"error": "internal"})
     assert "secret internals" not in response.text and "secret internals" in caplog.text

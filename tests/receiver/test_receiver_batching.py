@@ -1,15 +1,14 @@
-"""Group commit and parallel verification: concurrent reports share a commit,
-every report is still stored whole or not at all, and answered after commit."""
+"""Group commit: concurrent reports share a commit, every report is still stored
+whole or not at all, and answered after the commit."""
 
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from ccflux.protocol import ReportBody
 from ccflux_receiver import accounts
-from ccflux_receiver.batching import GroupCommit, ParallelVerify
+from ccflux_receiver.batching import GroupCommit
 from ccflux_receiver.store import Store, report_rows
 from support.receiver_app import report_body
 
@@ -56,26 +55,6 @@ def test_a_failed_commit_fails_every_report_of_the_batch_and_stores_none(store) 
         return await writer.submit(_rows("ok"))
 
     assert asyncio.run(later()) == "stored"  # the writer recovers
-
-
-def test_verification_runs_off_the_loop_thread_in_batches() -> None:
-    import threading
-
-    threads = set()
-
-    def verify(value: int) -> bool:
-        threads.add(threading.current_thread().name)
-        return value % 2 == 0
-
-    with ThreadPoolExecutor(1, thread_name_prefix="verify") as pool:
-        verifier = ParallelVerify(verify, pool)
-
-        async def run():
-            return await asyncio.gather(*(verifier.submit((i,)) for i in range(6)))
-
-        assert asyncio.run(run()) == [True, False] * 3
-    assert verifier.batches == 1
-    assert threads == {"verify_0"}
 
 
 def test_many_concurrent_reports_through_the_app_are_all_stored(make_harness) -> None:
