@@ -111,8 +111,6 @@ class Server:
         self.env = {**os.environ, "RATE_LIMIT_PER_MINUTE": "100000000"}
         self.log = open(workdir / "server.log", "wb")
         self.cmd = [sys.executable, "-m", "ccflux_receiver"]
-        if os.environ.get("BENCH_SERVER_SCRIPT"):  # experiments with a patched server
-            self.cmd = [sys.executable, os.environ["BENCH_SERVER_SCRIPT"]]
         self.proc = subprocess.Popen(
             self.cmd + ["serve", "--listen", f"127.0.0.1:{self.port}", "--db", self.db],
             stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
