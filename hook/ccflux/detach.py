@@ -44,7 +44,7 @@ def _middle_child(budget_s: float) -> None:
         os.setsid()
         _stdio_to_devnull()
         if os.fork() == 0:
-            _drain(budget_s)
+            _drain(budget_s, background=True)
     except BaseException as exc:  # nothing may escape into the hook's code path
         try:
             from . import log
@@ -56,7 +56,12 @@ def _middle_child(budget_s: float) -> None:
         os._exit(0)  # skip the parent's atexit handlers and buffered stdio
 
 
-def _drain(budget_s: float) -> None:
+def _drain(budget_s: float, background: bool = False) -> None:
+    if background and hasattr(os, "nice"):
+        try:  # the user's session comes first: on a busy machine the sender yields the CPU
+            os.nice(10)
+        except OSError:
+            pass
     from . import sender
 
     sender.drain(budget_s)
