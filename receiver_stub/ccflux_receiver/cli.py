@@ -52,11 +52,10 @@ def build_parser(env: settings_mod.Settings) -> argparse.ArgumentParser:
     return parser
 
 
-def serve(args: argparse.Namespace, env: settings_mod.Settings) -> int:
-    import uvicorn
-
-    from .app import create_app
-
+def serve_settings(args: argparse.Namespace, env: settings_mod.Settings) -> settings_mod.Settings:
+    """The environment's settings with the flags given on the command line applied."""
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise settings_mod.SettingsError("--tls-cert and --tls-key go together")
     settings = env.replace(
         database_path=args.db, listen_addr=args.listen,
         access_token_expiry_secs=args.access_token_expiry_secs,
@@ -64,10 +63,20 @@ def serve(args: argparse.Namespace, env: settings_mod.Settings) -> int:
         rate_limit_per_minute=args.rate_limit_per_minute, body_limit_kb=args.body_limit_kb,
         require_signatures=args.require_signatures,
     )
-    if bool(args.tls_cert) != bool(args.tls_key):
-        raise settings_mod.SettingsError("--tls-cert and --tls-key go together")
+    settings.host_port  # validates --listen
+    return settings
+
+
+def serve(args: argparse.Namespace, env: settings_mod.Settings) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    settings = serve_settings(args, env)
     host, port = settings.host_port
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s", stream=sys.stderr)
+    if settings.admin_token and len(settings.admin_token) < 16:
+        logging.getLogger("ccflux_receiver").warning("ADMIN_TOKEN is short: use 16+ random characters")
     app = create_app(settings, access_log=sys.stderr)
     scheme = "https" if args.tls_cert else "http"
     logging.getLogger("ccflux_receiver").warning(

@@ -168,3 +168,20 @@ def test_bad_settings_exit_2_with_a_message(capsys, monkeypatch) -> None:
     monkeypatch.setenv("RATE_LIMIT_PER_MINUTE", "lots")
     code, out, err = run(capsys, "users", "list", "--db", "/nonexistent/x.db")
     assert code == 2 and "RATE_LIMIT_PER_MINUTE" in err
+
+
+def test_serve_flags_override_the_environment() -> None:
+    env = settings.from_env({"REQUIRE_SIGNATURES": "1", "BODY_LIMIT_KB": "8", "LISTEN_ADDR": "127.0.0.1:9001",
+                             "DATABASE_PATH": "env.db"})
+    parse = cli.build_parser(env).parse_args
+    s = cli.serve_settings(parse(["serve"]), env)
+    assert (s.require_signatures, s.body_limit_kb, s.host_port, s.database_path) == (
+        True, 8, ("127.0.0.1", 9001), "env.db")
+    s = cli.serve_settings(parse(["serve", "--no-require-signatures", "--body-limit-kb", "2",
+                                  "--listen", "127.0.0.1:9002", "--db", "flag.db",
+                                  "--rate-limit-per-minute", "0"]), env)
+    assert (s.require_signatures, s.body_limit_kb, s.host_port, s.database_path, s.rate_limit_per_minute) == (
+        False, 2, ("127.0.0.1", 9002), "flag.db", 0)
+    for bad in (["serve", "--tls-cert", "c.pem"], ["serve", "--listen", "nowhere"]):
+        with pytest.raises(settings.SettingsError):
+            cli.serve_settings(parse(bad), env)
