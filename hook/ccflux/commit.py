@@ -13,9 +13,9 @@ import os
 import sqlite3
 import time
 
-from . import log, paths, report, state, transcript
+from . import hints, log, paths, report, state, transcript
 from .event import Event
-from .state import MAX_OUTBOX, Cursor, StateStore, Usage
+from .state import COUNTED_KEEP_SECS, MAX_OUTBOX, Cursor, StateStore, Usage
 
 class Turn:
     """What one commit found: usage deltas per model, and the newest timestamp."""
@@ -82,6 +82,8 @@ def _commit_locked(store: StateStore, ev: Event, files: list[str]) -> tuple[dict
         for path, cursor in found.cursors.items():
             store.set_cursor(path, ev.session_id, cursor)
         queued = _queue_reports(store, ev, turn, found.first_timestamp)
+        if store.prune_if_due(time.time()) is not None:
+            hints.prune(time.time() - COUNTED_KEEP_SECS)
     if queued:
         log.activity(f"{ev.name}: session {ev.session_id}: {queued} report(s) queued, models {sorted(turn.models)}")
     return {path: c.offset for path, c in found.cursors.items()}, queued

@@ -76,3 +76,18 @@ def has_news(files: list[str], hint: Hint) -> bool:
         if size != hint.offsets.get(path, -1):
             return True
     return False
+
+
+def prune(older_than: float) -> None:
+    """Drop hints of sessions untouched since ``older_than`` (epoch): a cache only."""
+    directory = in_state(HINTS_DIR)
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                try:
+                    if entry.stat().st_mtime < older_than:
+                        os.unlink(entry.path)
+                except OSError:
+                    continue
+    except OSError:
+        pass

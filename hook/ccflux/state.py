@@ -21,6 +21,8 @@ DB_FILE = "state.db"
 PENDING_MARKER = "outbox.pending"
 SCHEMA_VERSION = 1
 MAX_OUTBOX = 10_000  # reports; at the bound no new turn is read (see README: "Spool full")
+COUNTED_KEEP_SECS = 60 * 86400  # Claude Code deletes transcripts after 30 days by default
+PRUNE_EVERY_SECS = 86400
 TURN_INDEX_STRIDE = 1_000  # after a state reset, new turn indices start at reset-time x this
 
 _SCHEMA = """
@@ -165,6 +167,21 @@ class StateStore:
             "cache_write = excluded.cache_write",
             (key, *usage, int(time.time())),
         )
+
+    def prune_if_due(self, now: float) -> int | None:
+        """Forget counted-response keys older than COUNTED_KEEP_SECS, once a day;
+        the number forgotten, or None when it was not due.
+
+        They are what stops a re-read from counting twice, and one is kept per API
+        response, so without this state.db grows forever. Cursors stay (one small
+        row per transcript file), so an old session that resumes is still read from
+        where it was left, and its old lines are never read again."""
+        last = float(self.get_meta("pruned_at") or 0)
+        if now - last < PRUNE_EVERY_SECS:
+            return None
+        cur = self._conn.execute("DELETE FROM counted WHERE counted_at < ?", (int(now - COUNTED_KEEP_SECS),))
+        self.set_meta("pruned_at", str(now))
+        return cur.rowcount
 
     # -- per-session totals (cost-state reconciliation) --------------------
 

@@ -244,3 +244,17 @@ def test_cost_state_of_forks_and_untracked_sessions_is_not_used(configured, tmp_
            + [_cost_state("fk", **{"claude-sonnet-4-5": (171, 182, 0, 0)})])
     _stop("fk", f, "child")
     assert totals(queued_reports(configured))[("fk", "claude-sonnet-4-5")] == _expect(1, 2)
+
+
+def test_daily_prune_drops_stale_hints(configured, tmp_path):
+    t = tmp_path / "p1.jsonl"
+    append(t, assistant_lines(usage(1, 1), text="a"))
+    _stop("p1", t, "a")
+    stale = configured / "hints" / "ancient-session"
+    stale.write_text("0\n")
+    os.utime(stale, (1, 1))
+    with sqlite3.connect(configured / "state.db") as conn:
+        conn.execute("UPDATE meta SET value = '0' WHERE key = 'pruned_at'")
+    append(t, assistant_lines(usage(1, 1), text="b"))
+    _stop("p1", t, "b")
+    assert not stale.exists() and (configured / "hints" / "p1").exists()

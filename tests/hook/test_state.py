@@ -67,3 +67,20 @@ def test_pending_marker(state_dir):
     state.clear_pending_marker()
     state.clear_pending_marker()
     assert not marker.exists()
+
+
+def test_old_counted_keys_are_pruned_once_a_day(store):
+    import time
+
+    now = time.time()
+    with store.transaction():
+        store.set_counted("old", Usage("m", 1, 1, 1, 1))
+        store.set_counted("new", Usage("m", 2, 2, 2, 2))
+        store._conn.execute("UPDATE counted SET counted_at = ? WHERE key = 'old'",
+                            (int(now - state.COUNTED_KEEP_SECS - 10),))
+        assert store.prune_if_due(now) == 1
+    assert set(store.counted(["old", "new"])) == {"new"}
+    with store.transaction():
+        store.set_counted("old2", Usage("m", 1, 1, 1, 1))
+        store._conn.execute("UPDATE counted SET counted_at = 0 WHERE key = 'old2'")
+        assert store.prune_if_due(now + 60) is None  # not due again within a day
