@@ -10,10 +10,24 @@ import time
 from collections import Counter
 
 import pytest
+from support.receiver import ReceiverProcess
 from support.transcripts import append, assistant_lines, hook_event, usage, user_line
 
 MODEL = "claude-sonnet-4-5"
 COUNTERS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+
+
+@pytest.fixture
+def receiver(tmp_path, test_ca):
+    """A receiver whose rate limit stays out of the way: these tests are about
+    exact totals, and kill -9 runs repeat token exchanges (the 429 path is
+    tested in test_sender.py)."""
+    rx = ReceiverProcess(tmp_path / "receiver", test_ca, env={"RATE_LIMIT_PER_MINUTE": "100000"})
+    rx.start()
+    try:
+        yield rx
+    finally:
+        rx.stop()
 
 
 @pytest.fixture
