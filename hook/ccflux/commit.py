@@ -200,12 +200,12 @@ def _queue_reports(store: StateStore, ev: Event, turn: Turn, first_ts: str | Non
 def _cursor_after_reset(path: str, reset_at: float) -> Cursor | None:
     """After state.db was set aside, a transcript that began before the reset is
     skipped to its end: re-reading it could count its usage twice."""
-    try:
-        with open(path, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            head = fh.read(64 << 10)
-    except OSError:
+    fd = transcript.open_regular(path)
+    if fd is None:
         return None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        head = fh.read(64 << 10)
     began = transcript.first_timestamp(head) or ""
     if not began or began[:19] < time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(reset_at)):
         return Cursor(st.st_dev, st.st_ino, st.st_size)

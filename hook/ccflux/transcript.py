@@ -13,6 +13,7 @@ a partial last line is left for the next run.
 from __future__ import annotations
 
 import os
+import stat
 from collections import namedtuple
 from collections.abc import Iterator
 
@@ -44,9 +45,8 @@ def read_new(path: str, cursor: Cursor | None, session_id: str = "") -> ReadResu
     Lines copied from another session (``--fork-session`` copies the parent's
     history, marking each copy with ``requestSessionId``) belong to that
     session and are not counted here."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+    fd = open_regular(path)
+    if fd is None:
         return None
     with os.fdopen(fd, "rb", buffering=0) as fh:
         st = os.fstat(fd)
@@ -80,6 +80,19 @@ def read_new(path: str, cursor: Cursor | None, session_id: str = "") -> ReadResu
                 bad += 1
         return ReadResult(Cursor(st.st_dev, st.st_ino, end), responses, first_ts, bad, restarted,
                           inherited, cost_state)
+
+
+def open_regular(path: str) -> int | None:
+    """A read-only fd on ``path`` when it is a regular file, else None. Paths come
+    from hook input: a FIFO must not block the hook, nor a device feed it forever."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        return fd
+    os.close(fd)
+    return None
 
 
 def merge(into: dict[str, Response], more: dict[str, Response]) -> None:
@@ -259,9 +272,8 @@ def final_text_written(path: str, since: int, expected: str) -> bool:
     Only the last few MiB are looked at (bounded cost per poll).
     """
     want = expected.strip()
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+    fd = open_regular(path)
+    if fd is None:
         return False
     with os.fdopen(fd, "rb", buffering=0) as fh:
         size = os.fstat(fd).st_size

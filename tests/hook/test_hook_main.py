@@ -61,3 +61,15 @@ def test_stdin_that_never_closes_does_not_hang(state_dir, monkeypatch):
     finally:
         os.close(w)
     assert "time limit" in (state_dir / "error.log").read_text()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_transcript_path_that_is_no_regular_file_never_hangs(env, configured, tmp_path, kind):
+    path = tmp_path / f"{kind}.jsonl"
+    if kind == "fifo":
+        os.mkfifo(path)  # no writer: a plain open() would block forever
+    else:
+        path.symlink_to("/dev/zero")  # would feed the reader forever
+    ev = b'{"hook_event_name": "Stop", "session_id": "s", "transcript_path": "%s", "last_assistant_message": "x"}' % str(path).encode()
+    done = _run(ev, env, timeout=30)
+    assert (done.returncode, done.stdout) == (0, b"")
