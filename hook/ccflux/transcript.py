@@ -23,6 +23,7 @@ from .state import Cursor, Usage
 
 CHUNK = 1 << 20
 MAX_LINE = 4 << 20  # lines longer than this are scanned, not parsed whole
+MAX_READ_PER_RUN = 64 << 20  # a first read of a huge file is spread over several runs
 _EDGE = 256 << 10  # head/tail kept of an oversized line
 _USAGE_MARK = b'"usage"'
 _COST_STATE_MARK = b'"cost-state"'
@@ -39,7 +40,8 @@ ReadResult = namedtuple(
 )
 
 
-def read_new(path: str, cursor: Cursor | None, session_id: str = "") -> ReadResult | None:
+def read_new(path: str, cursor: Cursor | None, session_id: str = "",
+             max_bytes: int = MAX_READ_PER_RUN) -> ReadResult | None:
     """Read the complete lines past ``cursor``; None when the file is gone.
 
     Lines copied from another session (``--fork-session`` copies the parent's
@@ -66,6 +68,8 @@ def read_new(path: str, cursor: Cursor | None, session_id: str = "") -> ReadResu
         bad = 0
         end = start
         for line_end, line in _lines(fh, start):
+            if line_end - start > max_bytes and end > start:
+                break  # bounded work per run (after at least one line): the rest is read next time
             end = line_end
             if first_ts is None and start == 0:
                 first_ts = first_timestamp(line)

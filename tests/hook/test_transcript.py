@@ -114,3 +114,20 @@ def test_final_text_written(tmp_path):
     append(f, assistant_lines(usage(2, 2), text="All done.\n"))
     assert transcript.final_text_written(str(f), mid, "  All done.")
     assert not transcript.final_text_written(str(f), f.stat().st_size, "All done.")
+
+
+def test_a_huge_backlog_is_read_over_several_runs(tmp_path):
+    f = tmp_path / "s.jsonl"
+    line = assistant_lines(usage(1, 1))[0]
+    append(f, [line] + assistant_lines(usage(2, 2)) + assistant_lines(usage(4, 4)))
+    budget = len(line) + 10  # room for one line per run
+    seen = []
+    cursor = None
+    for _ in range(3):
+        r = transcript.read_new(str(f), cursor, max_bytes=budget)
+        seen.append(_totals(r)[0])
+        cursor = r.cursor
+    assert seen == [1, 2, 4] and cursor.offset == f.stat().st_size
+    big = tmp_path / "big.jsonl"  # a single line over the budget is still consumed
+    append(big, assistant_lines(usage(9, 9), text="z" * 5000))
+    assert _totals(transcript.read_new(str(big), None, max_bytes=100))[0] == 9
