@@ -128,6 +128,11 @@ def _read_stdin() -> bytes:
     fd = sys.stdin.fileno() if sys.stdin is not None else -1
     if fd < 0:
         return b""
+    if os.name == "nt":  # select() takes no pipes there; Claude Code closes stdin anyway
+        raw = sys.stdin.buffer.read(event.MAX_EVENT_BYTES + 1)
+        if len(raw) > event.MAX_EVENT_BYTES:
+            raise event.EventError(f"hook input: over the {event.MAX_EVENT_BYTES} byte limit")
+        return raw
     import select
 
     chunks: list[bytes] = []
