@@ -48,7 +48,7 @@ def run(raw: bytes) -> None:
     if not hints.has_news(files, hint) and not _final_may_be_missing(ev, hint):
         _send_if_due()
         return
-    final_seen = _wait_for_final(ev, hint)
+    final_seen = _wait_for_final(ev)
     cfg = config.load()
     if cfg is None:
         log.activity(f"{ev.name}: endpoint or token not set, nothing recorded (run `ccflux configure`)")
@@ -76,21 +76,18 @@ def _final_may_be_missing(ev: event.Event, hint: hints.Hint) -> bool:
     return hints.text_crc(ev.last_assistant_message) != hint.final_crc
 
 
-def _wait_for_final(ev: event.Event, hint: hints.Hint) -> bool:
+def _wait_for_final(ev: event.Event) -> bool:
     """Poll until the event's final message is in its transcript (bounded)."""
     if ev.name not in _WAITING_EVENTS or not ev.last_assistant_message.strip():
         return False
     path = ev.agent_transcript_path if ev.name == "SubagentStop" and ev.agent_transcript_path else ev.transcript_path
     if not os.path.exists(path):
         return False  # e.g. auto-compaction's agents announce a transcript they never write
-    # Look a little before what was consumed: the final line may have been read by
-    # an earlier run (then there is nothing to wait for).
-    since = max(0, hint.offsets.get(path, 0) - (64 << 10))
     from . import transcript
 
     deadline = time.monotonic() + WAIT_FOR_FINAL_SECS
     while True:
-        if transcript.final_text_written(path, since, ev.last_assistant_message):
+        if transcript.final_text_written(path, ev.last_assistant_message):
             return True
         if time.monotonic() >= deadline:
             log.activity(f"{ev.name}: final message not in the transcript after {WAIT_FOR_FINAL_SECS}s; a later run counts it")

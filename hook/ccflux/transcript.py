@@ -268,12 +268,18 @@ def _count(value: object) -> int:
     return 0
 
 
-def final_text_written(path: str, since: int, expected: str) -> bool:
-    """True when an assistant line past ``since`` carries the turn's final text.
+FINAL_WINDOW = MAX_LINE  # how much of a transcript's tail the Stop wait looks at
 
-    Claude Code can fire Stop 20-45 ms before it writes the turn's last line;
-    the event's ``last_assistant_message`` says what that line will hold.
-    Only the last few MiB are looked at (bounded cost per poll).
+
+def final_text_written(path: str, expected: str) -> bool:
+    """True once the turn's final response is in the transcript.
+
+    Claude Code can fire Stop 7-60 ms before it writes the turn's last line;
+    the event's ``last_assistant_message`` is that line's text (the message's
+    last text block, stripped). The line belongs to this turn only if no user
+    line (the prompt, or a tool result) follows it: a previous turn's final
+    message with the same words ("Done.") sits before this turn's prompt.
+    Only the tail is read: bounded cost per poll.
     """
     want = expected.strip()
     fd = open_regular(path)
@@ -281,23 +287,35 @@ def final_text_written(path: str, since: int, expected: str) -> bool:
         return False
     with os.fdopen(fd, "rb", buffering=0) as fh:
         size = os.fstat(fd).st_size
-        start = max(since, size - 2 * MAX_LINE)
-        if start >= size:
-            return False
+        start = max(0, size - FINAL_WINDOW)
         fh.seek(start)
         blob = fh.read(size - start)
-    for line in reversed(blob.split(b"\n")[:-1]):  # complete lines only, newest first
-        if b'"assistant"' not in line or b'"text"' not in line:
-            continue
-        try:
-            data = jsonfast.loads(line)
-        except (ValueError, RecursionError):
-            continue
-        for text in _texts(data):
-            got = text.strip()
-            if got and (got == want or want.endswith(got)):
-                return True
+    lines = blob.split(b"\n")[:-1]  # complete lines only
+    if start > 0 and lines:
+        lines = lines[1:]  # the first piece may be the end of a longer line
+    for line in reversed(lines):  # newest first
+        kind, data = _typed(line)
+        if kind == "user":
+            return False  # this turn's final response is not written yet
+        if kind == "assistant":
+            for text in _texts(data):
+                got = text.strip()
+                if got and (got == want or (len(got) >= 16 and want.endswith(got))):
+                    return True
     return False
+
+
+def _typed(line: bytes) -> tuple[str, object]:
+    """("user" | "assistant", parsed line) for those lines, else ("", None).
+    A cheap byte test first: most lines are neither."""
+    if b'"type":"user"' not in line and b'"type":"assistant"' not in line:
+        return "", None
+    try:
+        data = jsonfast.loads(line)
+    except (ValueError, RecursionError):
+        return "", None
+    kind = data.get("type") if isinstance(data, dict) else None
+    return (kind, data) if kind in ("user", "assistant") else ("", None)
 
 
 def _texts(data: object) -> list[str]:

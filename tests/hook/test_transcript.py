@@ -109,11 +109,21 @@ def test_merge_keeps_the_largest_per_field():
 def test_final_text_written(tmp_path):
     f = tmp_path / "s.jsonl"
     append(f, [user_line()] + assistant_lines(usage(1, 1), blocks=("text", "tool_use"), text="working"))
-    mid = f.stat().st_size
-    assert not transcript.final_text_written(str(f), 0, "All done.")
+    assert not transcript.final_text_written(str(f), "All done.")
     append(f, assistant_lines(usage(2, 2), text="All done.\n"))
-    assert transcript.final_text_written(str(f), mid, "  All done.")
-    assert not transcript.final_text_written(str(f), f.stat().st_size, "All done.")
+    assert transcript.final_text_written(str(f), "  All done.")
+
+
+def test_a_previous_turns_identical_final_text_does_not_count(tmp_path):
+    """Turn 1 ended with "Done."; turn 2 will too. Until turn 2's own final line
+    is written, the old one (before turn 2's prompt) must not satisfy the wait."""
+    f = tmp_path / "s.jsonl"
+    append(f, [user_line("one")] + assistant_lines(usage(1, 1), text="Done."))
+    append(f, [user_line("two")] + assistant_lines(usage(1, 1), blocks=("tool_use",)))
+    append(f, [user_line("tool result")])
+    assert not transcript.final_text_written(str(f), "Done.")
+    append(f, assistant_lines(usage(2, 2), blocks=("thinking", "text"), text="Done."))
+    assert transcript.final_text_written(str(f), "Done.")
 
 
 def test_a_huge_backlog_is_read_over_several_runs(tmp_path):
