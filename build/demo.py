@@ -186,7 +186,7 @@ def main() -> int:
         section("ccflux status")
         print(subprocess.run([frozen, "status"], capture_output=True, text=True, env=hook_env).stdout.strip())
 
-        section(f"ccflux-receiver usage --by user,model,session")
+        section("ccflux-receiver usage --by user,model,session")
         print(rx.admin("usage", "--by", "user,model,session").rstrip())
         if have != want:
             print("\nMISMATCH: the receiver's totals differ from what the fake API billed "

@@ -17,6 +17,7 @@ from . import hints, log, paths, report, state, transcript
 from .event import Event
 from .state import COUNTED_KEEP_SECS, MAX_OUTBOX, Cursor, StateStore, Usage
 
+
 class Turn:
     """What one commit found: usage deltas per model, and the newest timestamp."""
 

@@ -15,9 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import subprocess
-import threading
 
-import pytest
 from e2e.harness import FIELDS, RunResult, Workspace, diff, frozen_binary
 
 DEADLINE = 15.0  # seconds after Claude Code exits for the totals to arrive

@@ -15,7 +15,6 @@ from support.sendkit import (REFRESH, FakeReceiver, configure_env, enqueue, isol
                              secret_forms, set_meta)
 
 from ccflux import __version__, auth, cli, commands, config, sender, signing, transport
-from ccflux.state import StateStore
 
 
 @pytest.fixture(autouse=True)

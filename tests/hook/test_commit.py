@@ -7,7 +7,7 @@ import threading
 import time
 from collections import Counter
 
-from conftest import queued_reports, totals
+from support.spool import queued_reports, totals
 from support.transcripts import append, assistant_lines, hook_event, usage, user_line
 
 from ccflux import hook, protocol

@@ -1,7 +1,6 @@
 """kill -9 at any instant and parallel hooks: the spool still holds each
 response exactly once (the receiver side is in test_exactness_receiver.py)."""
 
-import os
 import random
 import signal
 import sqlite3
@@ -10,7 +9,7 @@ import sys
 import time
 from collections import Counter
 
-from conftest import queued_reports, totals
+from support.spool import queued_reports, totals
 from support.transcripts import append, assistant_lines, hook_event, usage, user_line
 
 

@@ -7,7 +7,8 @@ from support.receiver_app import report_body, usage as counts
 
 
 def test_reports_land_under_the_token_user_whatever_the_body_says(harness) -> None:
-    a, b = harness.user("a@example.com"), harness.user("b@example.com")
+    a = harness.user("a@example.com")
+    harness.user("b@example.com")  # exists: the body names a real other user
     body = report_body(user_email="b@example.com")
     assert harness.report(a, body).status_code == 200
     assert [row[0] for row in harness.rows()] == ["a@example.com"]
