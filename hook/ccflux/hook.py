@@ -18,7 +18,7 @@ import time
 
 from . import config, event, hints, log, paths
 
-WAIT_FOR_FINAL_SECS = 1.5  # Stop precedes its last line by 20-45 ms; this bounds the rare slow case
+WAIT_FOR_FINAL_SECS = 1.5  # Stop precedes its last line by 7-60 ms (measured); this bounds the rare slow case
 LOCK_TIMEOUT_SECS = 15.0
 STDIN_TIMEOUT_SECS = 10.0
 _WAITING_EVENTS = ("Stop", "SubagentStop")
